@@ -1,0 +1,229 @@
+//! Commands: the sequenced inputs of the engine, as fixed-layout versioned binary records.
+
+use crate::types::{AccountId, ClOrdId, OrdType, OrderId, Price, Qty, SessionId, Side, SymbolId, TimeInForce};
+use crate::wire::{DecodeError, FORMAT_VERSION, Field, Layout, Reader, Writer, layout};
+
+/// A new limit or market order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewOrder {
+    /// Session the order came from.
+    pub session: SessionId,
+    /// Account the order trades for.
+    pub account: AccountId,
+    /// The client's order id, unique per session and day.
+    pub cl_ord_id: ClOrdId,
+    /// Instrument.
+    pub symbol: SymbolId,
+    /// Buy or sell.
+    pub side: Side,
+    /// Limit or market.
+    pub ord_type: OrdType,
+    /// Time in force.
+    pub tif: TimeInForce,
+    /// Limit price in price units (ignored for market orders).
+    pub price: Price,
+    /// Quantity in shares.
+    pub qty: Qty,
+}
+layout!(NewOrder { session: SessionId, account: AccountId, cl_ord_id: ClOrdId, symbol: SymbolId, side: Side, ord_type: OrdType, tif: TimeInForce, price: Price, qty: Qty } == 69);
+
+/// A request to cancel a working order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CancelOrder {
+    /// Session the request came from.
+    pub session: SessionId,
+    /// Account of the order.
+    pub account: AccountId,
+    /// The request's own ClOrdID.
+    pub cl_ord_id: ClOrdId,
+    /// ClOrdID of the order to cancel (looked up on this session) when `order_id` is 0.
+    pub orig_cl_ord_id: ClOrdId,
+    /// Exchange order id of the order, or 0 to look it up by `orig_cl_ord_id`.
+    pub order_id: OrderId,
+    /// Instrument, as the client named it.
+    pub symbol: SymbolId,
+    /// Side, as the client named it.
+    pub side: Side,
+}
+layout!(CancelOrder { session: SessionId, account: AccountId, cl_ord_id: ClOrdId, orig_cl_ord_id: ClOrdId, order_id: OrderId, symbol: SymbolId, side: Side } == 99);
+
+/// A cancel/replace: new price and/or total quantity for a working limit order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplaceOrder {
+    /// Session the request came from.
+    pub session: SessionId,
+    /// Account of the order.
+    pub account: AccountId,
+    /// The order's new ClOrdID.
+    pub cl_ord_id: ClOrdId,
+    /// ClOrdID of the order to replace (looked up on this session) when `order_id` is 0.
+    pub orig_cl_ord_id: ClOrdId,
+    /// Exchange order id of the order, or 0 to look it up by `orig_cl_ord_id`.
+    pub order_id: OrderId,
+    /// Instrument; must be the order's.
+    pub symbol: SymbolId,
+    /// Side; must be the order's.
+    pub side: Side,
+    /// New limit price.
+    pub price: Price,
+    /// New total order quantity (filled quantity included).
+    pub qty: Qty,
+}
+layout!(ReplaceOrder { session: SessionId, account: AccountId, cl_ord_id: ClOrdId, orig_cl_ord_id: ClOrdId, order_id: OrderId, symbol: SymbolId, side: Side, price: Price, qty: Qty } == 115);
+
+/// What a transfer moves: cash, or shares of one instrument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Asset {
+    /// Cash, in price units.
+    Cash,
+    /// Shares of an instrument.
+    Shares(SymbolId),
+}
+
+impl Field for Asset {
+    const SIZE: usize = 3;
+    fn put(&self, w: &mut Writer<'_>) {
+        match self {
+            Asset::Cash => {
+                w.u8(0);
+                w.u16(0);
+            }
+            Asset::Shares(s) => {
+                w.u8(1);
+                w.u16(s.0);
+            }
+        }
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let tag = r.u8()?;
+        let sym = r.u16()?;
+        match tag {
+            0 => Ok(Asset::Cash),
+            1 => Ok(Asset::Shares(SymbolId(sym))),
+            v => Err(DecodeError::Field {
+                field: "asset",
+                value: u64::from(v),
+            }),
+        }
+    }
+}
+
+/// A deposit to or withdrawal from an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transfer {
+    /// The account.
+    pub account: AccountId,
+    /// Cash or shares.
+    pub asset: Asset,
+    /// Amount: price units of cash, or shares; must be positive.
+    pub amount: i64,
+}
+layout!(Transfer { account: AccountId, asset: Asset, amount: i64 } == 15);
+
+/// Opens the trading session for a trading day (YYYYMMDD); a new day resets daily counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenTrading {
+    /// Trading day as YYYYMMDD.
+    pub trading_day: u32,
+}
+layout!(OpenTrading { trading_day: u32 } == 4);
+
+/// Closes the trading session; Day orders expire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CloseTrading {}
+layout!(CloseTrading {} == 0);
+
+/// An input of the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// A new order.
+    NewOrder(NewOrder),
+    /// Cancel a working order.
+    Cancel(CancelOrder),
+    /// Cancel/replace a working order.
+    Replace(ReplaceOrder),
+    /// Add cash or shares to an account.
+    Deposit(Transfer),
+    /// Take cash or shares out of an account.
+    Withdraw(Transfer),
+    /// Open trading.
+    OpenTrading(OpenTrading),
+    /// Close trading.
+    CloseTrading(CloseTrading),
+}
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
+
+/// Longest encoded command: version and kind bytes plus the largest body.
+pub const MAX_COMMAND_LEN: usize = 2 + max(
+    max(max(NewOrder::LEN, CancelOrder::LEN), max(ReplaceOrder::LEN, Transfer::LEN)),
+    max(OpenTrading::LEN, CloseTrading::LEN),
+);
+const _: () = assert!(MAX_COMMAND_LEN == 117);
+
+impl Command {
+    fn kind(&self) -> u8 {
+        match self {
+            Command::NewOrder(_) => 1,
+            Command::Cancel(_) => 2,
+            Command::Replace(_) => 3,
+            Command::Deposit(_) => 4,
+            Command::Withdraw(_) => 5,
+            Command::OpenTrading(_) => 6,
+            Command::CloseTrading(_) => 7,
+        }
+    }
+
+    /// Encoded length of this command.
+    pub fn encoded_len(&self) -> usize {
+        2 + match self {
+            Command::NewOrder(_) => NewOrder::LEN,
+            Command::Cancel(_) => CancelOrder::LEN,
+            Command::Replace(_) => ReplaceOrder::LEN,
+            Command::Deposit(_) | Command::Withdraw(_) => Transfer::LEN,
+            Command::OpenTrading(_) => OpenTrading::LEN,
+            Command::CloseTrading(_) => CloseTrading::LEN,
+        }
+    }
+
+    /// Encodes into `buf` (at least [`MAX_COMMAND_LEN`] bytes, or `encoded_len`) and returns
+    /// the number of bytes written.
+    pub fn encode(&self, buf: &mut [u8]) -> usize {
+        let len = self.encoded_len();
+        let mut w = Writer::new(&mut buf[..len]);
+        w.u8(FORMAT_VERSION);
+        w.u8(self.kind());
+        match self {
+            Command::NewOrder(c) => c.write(&mut w),
+            Command::Cancel(c) => c.write(&mut w),
+            Command::Replace(c) => c.write(&mut w),
+            Command::Deposit(c) | Command::Withdraw(c) => c.write(&mut w),
+            Command::OpenTrading(c) => c.write(&mut w),
+            Command::CloseTrading(c) => c.write(&mut w),
+        }
+        assert_eq!(w.position(), len);
+        len
+    }
+
+    /// Decodes one command from the front of `buf`, returning it and the bytes consumed.
+    pub fn decode(buf: &[u8]) -> Result<(Command, usize), DecodeError> {
+        let mut r = Reader::new(buf);
+        let version = r.u8()?;
+        if version != FORMAT_VERSION {
+            return Err(DecodeError::Version(version));
+        }
+        let cmd = match r.u8()? {
+            1 => Command::NewOrder(NewOrder::read(&mut r)?),
+            2 => Command::Cancel(CancelOrder::read(&mut r)?),
+            3 => Command::Replace(ReplaceOrder::read(&mut r)?),
+            4 => Command::Deposit(Transfer::read(&mut r)?),
+            5 => Command::Withdraw(Transfer::read(&mut r)?),
+            6 => Command::OpenTrading(OpenTrading::read(&mut r)?),
+            7 => Command::CloseTrading(CloseTrading::read(&mut r)?),
+            k => return Err(DecodeError::Kind(k)),
+        };
+        Ok((cmd, r.position()))
+    }
+}
