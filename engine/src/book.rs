@@ -9,7 +9,9 @@
 
 use bytemuck::Zeroable;
 
-use crate::types::{AccountId, ClOrdId, OrdType, OrderId, Price, Qty, SessionId, Side, SymbolId, TimeInForce};
+use crate::types::{
+    AccountId, ClOrdId, OrdType, OrderId, Price, Qty, SessionId, Side, SymbolId, TimeInForce,
+};
 
 /// Arena slot index; 0 is reserved so that a zeroed level means "empty".
 pub(crate) type Slot = u32;
@@ -261,7 +263,9 @@ impl Ladder {
     fn index_of(&self, price: Price) -> usize {
         let i = (price - self.min_price) / self.tick;
         assert!(
-            price >= self.min_price && (price - self.min_price) % self.tick == 0 && (i as usize) < self.levels.len(),
+            price >= self.min_price
+                && (price - self.min_price) % self.tick == 0
+                && (i as usize) < self.levels.len(),
             "price {price} outside the ladder"
         );
         i as usize
@@ -317,7 +321,10 @@ impl Ladder {
     pub fn unlink(&mut self, arena: &mut Arena, slot: Slot) {
         let (price, leaves, prev, next) = {
             let o = &arena[slot];
-            assert!(o.resting && o.side == self.side, "unlinking an order that is not resting here");
+            assert!(
+                o.resting && o.side == self.side,
+                "unlinking an order that is not resting here"
+            );
             (o.price, o.leaves, o.prev, o.next)
         };
         let i = self.index_of(price);
@@ -345,7 +352,9 @@ impl Ladder {
             self.occupied.clear(i);
             if self.best == Some(i) {
                 self.best = match self.side {
-                    Side::Buy => i.checked_sub(1).and_then(|j| self.occupied.prev_at_or_below(j)),
+                    Side::Buy => i
+                        .checked_sub(1)
+                        .and_then(|j| self.occupied.prev_at_or_below(j)),
                     Side::Sell => self.occupied.next_at_or_above(i + 1),
                 };
             }
@@ -367,7 +376,9 @@ impl Ladder {
             let i = cur?;
             let l = &self.levels[i];
             cur = match self.side {
-                Side::Buy => i.checked_sub(1).and_then(|j| self.occupied.prev_at_or_below(j)),
+                Side::Buy => i
+                    .checked_sub(1)
+                    .and_then(|j| self.occupied.prev_at_or_below(j)),
                 Side::Sell => self.occupied.next_at_or_above(i + 1),
             };
             Some((self.price_of(i), l.qty, l.count, l.head))

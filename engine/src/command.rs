@@ -1,6 +1,8 @@
 //! Commands: the sequenced inputs of the engine, as fixed-layout versioned binary records.
 
-use crate::types::{AccountId, ClOrdId, OrdType, OrderId, Price, Qty, SessionId, Side, SymbolId, TimeInForce};
+use crate::types::{
+    AccountId, ClOrdId, OrdType, OrderId, Price, Qty, SessionId, Side, SymbolId, TimeInForce,
+};
 use crate::wire::{DecodeError, FORMAT_VERSION, Field, Layout, Reader, Writer, layout};
 
 /// A new limit or market order.
@@ -25,7 +27,19 @@ pub struct NewOrder {
     /// Quantity in shares.
     pub qty: Qty,
 }
-layout!(NewOrder { session: SessionId, account: AccountId, cl_ord_id: ClOrdId, symbol: SymbolId, side: Side, ord_type: OrdType, tif: TimeInForce, price: Price, qty: Qty } == 69);
+layout!(
+    NewOrder {
+        session: SessionId,
+        account: AccountId,
+        cl_ord_id: ClOrdId,
+        symbol: SymbolId,
+        side: Side,
+        ord_type: OrdType,
+        tif: TimeInForce,
+        price: Price,
+        qty: Qty
+    } == 69
+);
 
 /// A request to cancel a working order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +59,17 @@ pub struct CancelOrder {
     /// Side, as the client named it.
     pub side: Side,
 }
-layout!(CancelOrder { session: SessionId, account: AccountId, cl_ord_id: ClOrdId, orig_cl_ord_id: ClOrdId, order_id: OrderId, symbol: SymbolId, side: Side } == 99);
+layout!(
+    CancelOrder {
+        session: SessionId,
+        account: AccountId,
+        cl_ord_id: ClOrdId,
+        orig_cl_ord_id: ClOrdId,
+        order_id: OrderId,
+        symbol: SymbolId,
+        side: Side
+    } == 99
+);
 
 /// A cancel/replace: new price and/or total quantity for a working limit order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,7 +93,19 @@ pub struct ReplaceOrder {
     /// New total order quantity (filled quantity included).
     pub qty: Qty,
 }
-layout!(ReplaceOrder { session: SessionId, account: AccountId, cl_ord_id: ClOrdId, orig_cl_ord_id: ClOrdId, order_id: OrderId, symbol: SymbolId, side: Side, price: Price, qty: Qty } == 115);
+layout!(
+    ReplaceOrder {
+        session: SessionId,
+        account: AccountId,
+        cl_ord_id: ClOrdId,
+        orig_cl_ord_id: ClOrdId,
+        order_id: OrderId,
+        symbol: SymbolId,
+        side: Side,
+        price: Price,
+        qty: Qty
+    } == 115
+);
 
 /// What a transfer moves: cash, or shares of one instrument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -118,7 +154,13 @@ pub struct Transfer {
     /// Amount: price units of cash, or shares; must be positive.
     pub amount: i64,
 }
-layout!(Transfer { account: AccountId, asset: Asset, amount: i64 } == 15);
+layout!(
+    Transfer {
+        account: AccountId,
+        asset: Asset,
+        amount: i64
+    } == 15
+);
 
 /// Opens the trading session for a trading day (YYYYMMDD); a new day resets daily counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,7 +200,10 @@ const fn max(a: usize, b: usize) -> usize {
 
 /// Longest encoded command: version and kind bytes plus the largest body.
 pub const MAX_COMMAND_LEN: usize = 2 + max(
-    max(max(NewOrder::LEN, CancelOrder::LEN), max(ReplaceOrder::LEN, Transfer::LEN)),
+    max(
+        max(NewOrder::LEN, CancelOrder::LEN),
+        max(ReplaceOrder::LEN, Transfer::LEN),
+    ),
     max(OpenTrading::LEN, CloseTrading::LEN),
 );
 const _: () = assert!(MAX_COMMAND_LEN == 117);
@@ -225,5 +270,61 @@ impl Command {
             k => return Err(DecodeError::Kind(k)),
         };
         Ok((cmd, r.position()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order() -> Command {
+        Command::NewOrder(NewOrder {
+            session: SessionId(7),
+            account: AccountId(3),
+            cl_ord_id: ClOrdId::new("abc").unwrap(),
+            symbol: SymbolId(2),
+            side: Side::Sell,
+            ord_type: OrdType::Limit,
+            tif: TimeInForce::Gtc,
+            price: 1_001_000,
+            qty: 2700,
+        })
+    }
+
+    #[test]
+    fn round_trip_and_fixed_layout() {
+        let mut buf = [0u8; MAX_COMMAND_LEN];
+        let n = order().encode(&mut buf);
+        assert_eq!(n, 71);
+        // version, kind, then the session id little-endian.
+        assert_eq!(&buf[..6], &[1, 1, 7, 0, 0, 0]);
+        assert_eq!(Command::decode(&buf[..n]).unwrap(), (order(), n));
+    }
+
+    #[test]
+    fn malformed_records_are_errors_not_panics() {
+        let mut buf = [0u8; MAX_COMMAND_LEN];
+        let n = order().encode(&mut buf);
+        for cut in 0..n {
+            assert!(matches!(
+                Command::decode(&buf[..cut]),
+                Err(DecodeError::Truncated { .. })
+            ));
+        }
+        let mut bad = buf;
+        bad[0] = 9;
+        assert_eq!(Command::decode(&bad[..n]), Err(DecodeError::Version(9)));
+        bad = buf;
+        bad[1] = 200;
+        assert_eq!(Command::decode(&bad[..n]), Err(DecodeError::Kind(200)));
+        bad = buf;
+        bad[2 + 4 + 4 + 40 + 2] = 7; // side
+        assert_eq!(
+            Command::decode(&bad[..n]),
+            Err(DecodeError::Field {
+                field: "side",
+                value: 7
+            })
+        );
     }
 }

@@ -212,16 +212,23 @@ impl EngineConfig {
                 )));
             }
             if instruments.iter().any(|x: &Instrument| x.symbol == symbol) {
-                return Err(ConfigError::Invalid(format!("symbol {symbol} is listed twice")));
+                return Err(ConfigError::Invalid(format!(
+                    "symbol {symbol} is listed twice"
+                )));
             }
             let need = |name: &str, v: Option<&str>| {
                 v.map(str::to_owned)
                     .ok_or_else(|| ConfigError::Invalid(format!("{symbol}: {name} is missing")))
             };
-            let tick_s = need("tick_size", r.tick_size.as_deref().or(d.tick_size.as_deref()))?;
+            let tick_s = need(
+                "tick_size",
+                r.tick_size.as_deref().or(d.tick_size.as_deref()),
+            )?;
             let ref_s = need(
                 "reference_price",
-                r.reference_price.as_deref().or(d.reference_price.as_deref()),
+                r.reference_price
+                    .as_deref()
+                    .or(d.reference_price.as_deref()),
             )?;
             let band_s = need(
                 "band_percent",
@@ -342,8 +349,12 @@ mod tests {
             format!("{base}[[instruments]]\nsymbol=\"X\"\nreference_price=\"10.005\"\n"),
             format!("{base}[[instruments]]\nsymbol=\"X\"\nreference_price=\"-1\"\n"),
             format!("{base}[[instruments]]\nsymbol=\"X\"\n"),
-            format!("{base}[[instruments]]\nsymbol=\"X\"\nreference_price=\"1\"\n[[instruments]]\nsymbol=\"X\"\nreference_price=\"1\"\n"),
-            format!("{base}[[instruments]]\nsymbol=\"X\"\nreference_price=\"1\"\n[[account_limits]]\naccount=0\nsymbol=\"Y\"\ndaily_limit=1\n"),
+            format!(
+                "{base}[[instruments]]\nsymbol=\"X\"\nreference_price=\"1\"\n[[instruments]]\nsymbol=\"X\"\nreference_price=\"1\"\n"
+            ),
+            format!(
+                "{base}[[instruments]]\nsymbol=\"X\"\nreference_price=\"1\"\n[[account_limits]]\naccount=0\nsymbol=\"Y\"\ndaily_limit=1\n"
+            ),
             format!("{base}[[instruments]]\nsymbol=\"X\"\nreference_price=\"1\"\nbogus=1\n"),
         ] {
             let err = EngineConfig::from_toml(&bad).unwrap_err();
@@ -353,8 +364,14 @@ mod tests {
 
     #[test]
     fn decimal_units_conversion_is_exact() {
-        assert_eq!(decimal_to_units(Decimal::from_str("100.10").unwrap()), Some(1_001_000));
-        assert_eq!(decimal_to_units(Decimal::from_str("0.00001").unwrap()), None);
+        assert_eq!(
+            decimal_to_units(Decimal::from_str("100.10").unwrap()),
+            Some(1_001_000)
+        );
+        assert_eq!(
+            decimal_to_units(Decimal::from_str("0.00001").unwrap()),
+            None
+        );
         assert_eq!(units_to_decimal(1_001_000).to_string(), "100.1");
     }
 }

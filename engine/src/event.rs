@@ -6,7 +6,10 @@
 
 use crate::command::Asset;
 use crate::reject::{CancelReason, RejectReason};
-use crate::types::{AccountId, ClOrdId, OrdStatus, OrdType, OrderId, Price, Qty, SessionId, Side, SymbolId, TimeInForce};
+use crate::types::{
+    AccountId, ClOrdId, OrdStatus, OrdType, OrderId, Price, Qty, SessionId, Side, SymbolId,
+    TimeInForce,
+};
 use crate::wire::{DecodeError, FORMAT_VERSION, Layout, Reader, Writer, layout};
 
 /// The state of one order as an execution report describes it.
@@ -43,7 +46,25 @@ pub struct OrderView {
     /// Unique execution id.
     pub exec_id: u64,
 }
-layout!(OrderView { order_id: OrderId, session: SessionId, account: AccountId, symbol: SymbolId, side: Side, ord_type: OrdType, tif: TimeInForce, status: OrdStatus, price: Price, qty: Qty, cum_qty: Qty, leaves_qty: Qty, cum_cost: u64, cl_ord_id: ClOrdId, exec_id: u64 } == 110);
+layout!(
+    OrderView {
+        order_id: OrderId,
+        session: SessionId,
+        account: AccountId,
+        symbol: SymbolId,
+        side: Side,
+        ord_type: OrdType,
+        tif: TimeInForce,
+        status: OrdStatus,
+        price: Price,
+        qty: Qty,
+        cum_qty: Qty,
+        leaves_qty: Qty,
+        cum_cost: u64,
+        cl_ord_id: ClOrdId,
+        exec_id: u64
+    } == 110
+);
 
 /// An order was accepted (ExecType New).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,7 +100,21 @@ pub struct Rejected {
     /// Unique execution id.
     pub exec_id: u64,
 }
-layout!(Rejected { session: SessionId, account: AccountId, cl_ord_id: ClOrdId, symbol: SymbolId, side: Side, ord_type: OrdType, tif: TimeInForce, price: Price, qty: Qty, reason: RejectReason, exec_id: u64 } == 79);
+layout!(
+    Rejected {
+        session: SessionId,
+        account: AccountId,
+        cl_ord_id: ClOrdId,
+        symbol: SymbolId,
+        side: Side,
+        ord_type: OrdType,
+        tif: TimeInForce,
+        price: Price,
+        qty: Qty,
+        reason: RejectReason,
+        exec_id: u64
+    } == 79
+);
 
 /// One side of a trade: the order's state after the fill.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,7 +144,22 @@ pub struct Fill {
     /// Unique execution id of this side's report.
     pub exec_id: u64,
 }
-layout!(Fill { order_id: OrderId, session: SessionId, account: AccountId, cl_ord_id: ClOrdId, ord_type: OrdType, tif: TimeInForce, price: Price, qty: Qty, cum_qty: Qty, leaves_qty: Qty, cum_cost: u64, exec_id: u64 } == 106);
+layout!(
+    Fill {
+        order_id: OrderId,
+        session: SessionId,
+        account: AccountId,
+        cl_ord_id: ClOrdId,
+        ord_type: OrdType,
+        tif: TimeInForce,
+        price: Price,
+        qty: Qty,
+        cum_qty: Qty,
+        leaves_qty: Qty,
+        cum_cost: u64,
+        exec_id: u64
+    } == 106
+);
 
 /// A trade between an incoming order and one resting order (ExecType Trade on both sides).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,17 +179,35 @@ pub struct Trade {
     /// The incoming order.
     pub taker: Fill,
 }
-layout!(Trade { trade_id: u64, symbol: SymbolId, aggressor: Side, price: Price, qty: Qty, maker: Fill, taker: Fill } == 239);
+layout!(
+    Trade {
+        trade_id: u64,
+        symbol: SymbolId,
+        aggressor: Side,
+        price: Price,
+        qty: Qty,
+        maker: Fill,
+        taker: Fill
+    } == 239
+);
 
 impl Trade {
     /// The buyer's side of the trade.
     pub fn buyer(&self) -> &Fill {
-        if self.aggressor == Side::Buy { &self.taker } else { &self.maker }
+        if self.aggressor == Side::Buy {
+            &self.taker
+        } else {
+            &self.maker
+        }
     }
 
     /// The seller's side of the trade.
     pub fn seller(&self) -> &Fill {
-        if self.aggressor == Side::Buy { &self.maker } else { &self.taker }
+        if self.aggressor == Side::Buy {
+            &self.maker
+        } else {
+            &self.taker
+        }
     }
 }
 
@@ -155,7 +223,14 @@ pub struct Canceled {
     /// Why.
     pub reason: CancelReason,
 }
-layout!(Canceled { order: OrderView, orig_cl_ord_id: ClOrdId, canceled_qty: Qty, reason: CancelReason } == 159);
+layout!(
+    Canceled {
+        order: OrderView,
+        orig_cl_ord_id: ClOrdId,
+        canceled_qty: Qty,
+        reason: CancelReason
+    } == 159
+);
 
 /// A cancel/replace took effect (ExecType Replaced); the order keeps its OrderID.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,7 +242,13 @@ pub struct Replaced {
     /// Whether the order kept its time priority (quantity decrease at the same price).
     pub kept_priority: bool,
 }
-layout!(Replaced { order: OrderView, orig_cl_ord_id: ClOrdId, kept_priority: bool } == 151);
+layout!(
+    Replaced {
+        order: OrderView,
+        orig_cl_ord_id: ClOrdId,
+        kept_priority: bool
+    } == 151
+);
 
 /// A cancel or cancel/replace request was refused (FIX OrderCancelReject).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,7 +274,20 @@ pub struct CancelRejected {
     /// Why.
     pub reason: RejectReason,
 }
-layout!(CancelRejected { session: SessionId, account: AccountId, cl_ord_id: ClOrdId, orig_cl_ord_id: ClOrdId, order_id: OrderId, symbol: SymbolId, side: Side, status: OrdStatus, is_replace: bool, reason: RejectReason } == 103);
+layout!(
+    CancelRejected {
+        session: SessionId,
+        account: AccountId,
+        cl_ord_id: ClOrdId,
+        orig_cl_ord_id: ClOrdId,
+        order_id: OrderId,
+        symbol: SymbolId,
+        side: Side,
+        status: OrdStatus,
+        is_replace: bool,
+        reason: RejectReason
+    } == 103
+);
 
 /// A Day order expired at the close (ExecType Expired).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,7 +305,12 @@ pub struct TradingStatus {
     /// Whether trading is open.
     pub open: bool,
 }
-layout!(TradingStatus { trading_day: u32, open: bool } == 5);
+layout!(
+    TradingStatus {
+        trading_day: u32,
+        open: bool
+    } == 5
+);
 
 /// A deposit or withdrawal was applied, or refused with a reason.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -258,7 +357,10 @@ const fn max(a: usize, b: usize) -> usize {
 
 /// Longest encoded event: version and kind bytes plus the largest body.
 pub const MAX_EVENT_LEN: usize = 2 + max(
-    max(max(Accepted::LEN, Rejected::LEN), max(Trade::LEN, Canceled::LEN)),
+    max(
+        max(Accepted::LEN, Rejected::LEN),
+        max(Trade::LEN, Canceled::LEN),
+    ),
     max(
         max(Replaced::LEN, CancelRejected::LEN),
         max(max(Expired::LEN, TradingStatus::LEN), TransferDone::LEN),

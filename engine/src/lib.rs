@@ -19,9 +19,14 @@ pub mod reject;
 pub mod types;
 pub mod wire;
 
-pub use command::{Asset, CancelOrder, CloseTrading, Command, NewOrder, OpenTrading, ReplaceOrder, Transfer};
+pub use command::{
+    Asset, CancelOrder, CloseTrading, Command, NewOrder, OpenTrading, ReplaceOrder, Transfer,
+};
 pub use config::{EngineConfig, Instrument, StpMode};
 pub use event::Event;
 pub use machine::{Balance, Engine, Holding, LevelInfo, OrderInfo};
 pub use reject::{CancelReason, RejectReason};
-pub use types::{AccountId, ClOrdId, OrdStatus, OrdType, OrderId, Price, Qty, SessionId, Side, SymbolId, TimeInForce};
+pub use types::{
+    AccountId, ClOrdId, OrdStatus, OrdType, OrderId, Price, Qty, SessionId, Side, SymbolId,
+    TimeInForce,
+};

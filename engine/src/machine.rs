@@ -264,7 +264,9 @@ impl Engine {
 
     /// A live order by exchange id.
     pub fn order(&self, id: OrderId) -> Option<OrderInfo> {
-        self.by_id.get(&id).map(|&s| OrderInfo::from(&self.arena[s]))
+        self.by_id
+            .get(&id)
+            .map(|&s| OrderInfo::from(&self.arena[s]))
     }
 
     /// Number of live (working) orders.
@@ -348,7 +350,11 @@ impl Engine {
                 }
             }
         }
-        let mut ids: Vec<_> = self.cl_ord_ids.iter().map(|(k, v)| (k.0, k.1, v.0)).collect();
+        let mut ids: Vec<_> = self
+            .cl_ord_ids
+            .iter()
+            .map(|(k, v)| (k.0, k.1, v.0))
+            .collect();
         ids.sort_unstable();
         for (s, c, o) in ids {
             h.u64(u64::from(s.0));
@@ -375,7 +381,10 @@ impl Engine {
                 return Err(format!("order {} is missing from the id index", o.id));
             }
             if o.cum + o.leaves != o.qty || o.leaves == 0 {
-                return Err(format!("order {}: cum {} + leaves {} != qty {}", o.id, o.cum, o.leaves, o.qty));
+                return Err(format!(
+                    "order {}: cum {} + leaves {} != qty {}",
+                    o.id, o.cum, o.leaves, o.qty
+                ));
             }
             let a = o.account.0 as usize;
             open_orders[a] += 1;
@@ -391,7 +400,10 @@ impl Engine {
         }
         for (i, a) in self.accounts.iter().enumerate() {
             if a.cash < 0 || a.cash_reserved < 0 || a.cash_reserved > a.cash {
-                return Err(format!("account {i}: cash {} reserved {}", a.cash, a.cash_reserved));
+                return Err(format!(
+                    "account {i}: cash {} reserved {}",
+                    a.cash, a.cash_reserved
+                ));
             }
             if i128::from(a.cash_reserved) != cash_reserved[i] {
                 return Err(format!(
@@ -400,12 +412,21 @@ impl Engine {
                 ));
             }
             if a.open_orders != open_orders[i] {
-                return Err(format!("account {i}: open order count {} != {}", a.open_orders, open_orders[i]));
+                return Err(format!(
+                    "account {i}: open order count {} != {}",
+                    a.open_orders, open_orders[i]
+                ));
             }
             for (s, p) in a.positions.iter().enumerate() {
-                let (r, open) = reserved.get(&(i as u32, s as u16)).copied().unwrap_or_default();
+                let (r, open) = reserved
+                    .get(&(i as u32, s as u16))
+                    .copied()
+                    .unwrap_or_default();
                 if p.shares < 0 || p.reserved < 0 || p.reserved > p.shares {
-                    return Err(format!("account {i} symbol {s}: shares {} reserved {}", p.shares, p.reserved));
+                    return Err(format!(
+                        "account {i} symbol {s}: shares {} reserved {}",
+                        p.shares, p.reserved
+                    ));
                 }
                 if p.reserved != r || p.open_qty != open {
                     return Err(format!(
@@ -440,8 +461,15 @@ impl Engine {
                     let (mut q, mut n, mut cur, mut prev) = (0, 0, head, NIL);
                     while cur != NIL {
                         let o = &self.arena[cur];
-                        if o.price != price || o.side != side || o.prev != prev || usize::from(o.symbol.0) != s {
-                            return Err(format!("book {s}: order {} misplaced in level {price}", o.id));
+                        if o.price != price
+                            || o.side != side
+                            || o.prev != prev
+                            || usize::from(o.symbol.0) != s
+                        {
+                            return Err(format!(
+                                "book {s}: order {} misplaced in level {price}",
+                                o.id
+                            ));
                         }
                         q += o.leaves;
                         n += 1;
@@ -449,7 +477,9 @@ impl Engine {
                         cur = o.next;
                     }
                     if q != qty || n != count {
-                        return Err(format!("book {s}: level {price} totals {qty}/{count} but orders {q}/{n}"));
+                        return Err(format!(
+                            "book {s}: level {price} totals {qty}/{count} but orders {q}/{n}"
+                        ));
                     }
                 }
             }
@@ -545,14 +575,19 @@ impl Engine {
         let shift = best * i64::from(inst.collar_bps) / 10_000;
         Some(match side {
             Side::Buy => ((best + shift) / inst.tick * inst.tick).min(inst.max_price),
-            Side::Sell => ((best - shift + inst.tick - 1) / inst.tick * inst.tick).max(inst.min_price),
+            Side::Sell => {
+                ((best - shift + inst.tick - 1) / inst.tick * inst.tick).max(inst.min_price)
+            }
         })
     }
 
     /// Validates a new order against instrument rules, risk and the wallet; returns the
     /// effective limit price (the collar for a market order).
     fn vet_new_order(&mut self, c: &NewOrder) -> Result<Price, RejectReason> {
-        let inst = self.instruments.get(usize::from(c.symbol.0)).ok_or(RejectReason::UnknownSymbol)?;
+        let inst = self
+            .instruments
+            .get(usize::from(c.symbol.0))
+            .ok_or(RejectReason::UnknownSymbol)?;
         if c.account.0 >= self.limits.max_accounts {
             return Err(RejectReason::UnknownAccount);
         }
@@ -565,7 +600,9 @@ impl Engine {
                 Self::check_price(inst, c.price)?;
                 c.price
             }
-            OrdType::Market => self.collar_price(c.symbol, c.side).ok_or(RejectReason::NoLiquidity)?,
+            OrdType::Market => self
+                .collar_price(c.symbol, c.side)
+                .ok_or(RejectReason::NoLiquidity)?,
         };
         let inst = &self.instruments[usize::from(c.symbol.0)];
         let cost = notional(price, c.qty);
@@ -576,17 +613,28 @@ impl Engine {
             return Err(RejectReason::CapacityExceeded);
         }
         let max_open = self.limits.max_open_orders_per_account;
-        let acct = self.account_mut(c.account).ok_or(RejectReason::UnknownAccount)?;
+        let acct = self
+            .account_mut(c.account)
+            .ok_or(RejectReason::UnknownAccount)?;
         if acct.open_orders >= max_open {
             return Err(RejectReason::TooManyOpenOrders);
         }
         let pos = &acct.positions[usize::from(c.symbol.0)];
-        if pos.traded_today.saturating_add(pos.open_qty).saturating_add(c.qty) > pos.daily_limit {
+        if pos
+            .traded_today
+            .saturating_add(pos.open_qty)
+            .saturating_add(c.qty)
+            > pos.daily_limit
+        {
             return Err(RejectReason::DailyLimitExceeded);
         }
         match c.side {
-            Side::Buy if cost > i128::from(acct.cash - acct.cash_reserved) => Err(RejectReason::InsufficientFunds),
-            Side::Sell if c.qty as i64 > pos.shares - pos.reserved => Err(RejectReason::InsufficientShares),
+            Side::Buy if cost > i128::from(acct.cash - acct.cash_reserved) => {
+                Err(RejectReason::InsufficientFunds)
+            }
+            Side::Sell if c.qty as i64 > pos.shares - pos.reserved => {
+                Err(RejectReason::InsufficientShares)
+            }
             _ => Ok(price),
         }
     }
@@ -658,11 +706,17 @@ impl Engine {
             (OrdType::Limit, TimeInForce::Day | TimeInForce::Gtc) => {
                 let sym = usize::from(o.symbol.0);
                 let side = o.side;
-                self.books[sym].side_mut(side).push_back(&mut self.arena, slot);
+                self.books[sym]
+                    .side_mut(side)
+                    .push_back(&mut self.arena, slot);
             }
             (OrdType::Market, _) => {
                 // Stopped with opposite orders left means the collar, not the liquidity, ran out.
-                let reason = if self.books[usize::from(o.symbol.0)].side(o.side.opposite()).best_price().is_some() {
+                let reason = if self.books[usize::from(o.symbol.0)]
+                    .side(o.side.opposite())
+                    .best_price()
+                    .is_some()
+                {
                     CancelReason::CollarReached
                 } else {
                     CancelReason::ImmediateOrCancel
@@ -720,7 +774,9 @@ impl Engine {
                 let next = self.arena[maker].next;
                 if self.arena[maker].account == account {
                     match self.limits.stp {
-                        StpMode::CancelResting => self.cancel_unsolicited(maker, CancelReason::SelfTrade, out),
+                        StpMode::CancelResting => {
+                            self.cancel_unsolicited(maker, CancelReason::SelfTrade, out)
+                        }
                         StpMode::CancelIncoming => return Stop::SelfTrade,
                         StpMode::CancelBoth => {
                             self.cancel_unsolicited(maker, CancelReason::SelfTrade, out);
@@ -741,7 +797,9 @@ impl Engine {
         let qty = self.arena[taker].leaves.min(self.arena[maker].leaves);
         let sym = self.arena[maker].symbol;
         let maker_side = self.arena[maker].side;
-        self.books[usize::from(sym.0)].side_mut(maker_side).reduce(price, qty);
+        self.books[usize::from(sym.0)]
+            .side_mut(maker_side)
+            .reduce(price, qty);
         for s in [taker, maker] {
             let o = &mut self.arena[s];
             o.leaves -= qty;
@@ -829,7 +887,12 @@ impl Engine {
     }
 
     /// Finds the live order a cancel or replace names, or the reason it cannot.
-    fn locate(&self, session: SessionId, order_id: OrderId, orig: &ClOrdId) -> Result<Slot, (RejectReason, OrderId)> {
+    fn locate(
+        &self,
+        session: SessionId,
+        order_id: OrderId,
+        orig: &ClOrdId,
+    ) -> Result<Slot, (RejectReason, OrderId)> {
         let id = if order_id.0 != 0 {
             order_id
         } else {
@@ -883,8 +946,24 @@ impl Engine {
     }
 
     fn on_cancel(&mut self, c: &CancelOrder, out: &mut Vec<Event>) {
-        let reject = |this: &mut Engine, found: Option<Slot>, id: OrderId, reason: RejectReason, out: &mut Vec<Event>| {
-            this.reject_cancel(c.session, c.account, c.cl_ord_id, c.orig_cl_ord_id, found, id, c.symbol, c.side, false, reason, out)
+        let reject = |this: &mut Engine,
+                      found: Option<Slot>,
+                      id: OrderId,
+                      reason: RejectReason,
+                      out: &mut Vec<Event>| {
+            this.reject_cancel(
+                c.session,
+                c.account,
+                c.cl_ord_id,
+                c.orig_cl_ord_id,
+                found,
+                id,
+                c.symbol,
+                c.side,
+                false,
+                reason,
+                out,
+            )
         };
         let key = (c.session, c.cl_ord_id);
         if self.cl_ord_ids.contains_key(&key) {
@@ -915,8 +994,24 @@ impl Engine {
     }
 
     fn on_replace(&mut self, c: &ReplaceOrder, out: &mut Vec<Event>) {
-        let reject = |this: &mut Engine, found: Option<Slot>, id: OrderId, reason: RejectReason, out: &mut Vec<Event>| {
-            this.reject_cancel(c.session, c.account, c.cl_ord_id, c.orig_cl_ord_id, found, id, c.symbol, c.side, true, reason, out)
+        let reject = |this: &mut Engine,
+                      found: Option<Slot>,
+                      id: OrderId,
+                      reason: RejectReason,
+                      out: &mut Vec<Event>| {
+            this.reject_cancel(
+                c.session,
+                c.account,
+                c.cl_ord_id,
+                c.orig_cl_ord_id,
+                found,
+                id,
+                c.symbol,
+                c.side,
+                true,
+                reason,
+                out,
+            )
         };
         let key = (c.session, c.cl_ord_id);
         if self.cl_ord_ids.contains_key(&key) {
@@ -941,16 +1036,22 @@ impl Engine {
         let keep_priority = c.price == old.price && new_leaves <= old.leaves;
         let s = usize::from(old.symbol.0);
         if keep_priority {
-            self.books[s].side_mut(old.side).reduce(old.price, old.leaves - new_leaves);
+            self.books[s]
+                .side_mut(old.side)
+                .reduce(old.price, old.leaves - new_leaves);
         } else {
-            self.books[s].side_mut(old.side).unlink(&mut self.arena, slot);
+            self.books[s]
+                .side_mut(old.side)
+                .unlink(&mut self.arena, slot);
         }
         {
             let a = &mut self.accounts[old.account.0 as usize];
             let p = &mut a.positions[s];
             p.open_qty = p.open_qty - old.leaves + new_leaves;
             match old.side {
-                Side::Buy => a.cash_reserved += c.price * new_leaves as i64 - old.price * old.leaves as i64,
+                Side::Buy => {
+                    a.cash_reserved += c.price * new_leaves as i64 - old.price * old.leaves as i64
+                }
                 Side::Sell => p.reserved += new_leaves as i64 - old.leaves as i64,
             }
         }
@@ -994,7 +1095,11 @@ impl Engine {
         let new_leaves = c.qty - old.cum;
         let a = &self.accounts[old.account.0 as usize];
         let p = &a.positions[usize::from(old.symbol.0)];
-        if p.traded_today.saturating_add(p.open_qty - old.leaves).saturating_add(new_leaves) > p.daily_limit {
+        if p.traded_today
+            .saturating_add(p.open_qty - old.leaves)
+            .saturating_add(new_leaves)
+            > p.daily_limit
+        {
             return Err(RejectReason::DailyLimitExceeded);
         }
         match old.side {
@@ -1014,7 +1119,11 @@ impl Engine {
     }
 
     fn on_transfer(&mut self, t: &Transfer, deposit: bool, out: &mut Vec<Event>) {
-        let amount = if deposit { t.amount } else { t.amount.wrapping_neg() };
+        let amount = if deposit {
+            t.amount
+        } else {
+            t.amount.wrapping_neg()
+        };
         let result = self.transfer(t, deposit);
         let balance = self
             .accounts
@@ -1042,7 +1151,9 @@ impl Engine {
         {
             return Err(RejectReason::UnknownSymbol);
         }
-        let acct = self.account_mut(t.account).ok_or(RejectReason::UnknownAccount)?;
+        let acct = self
+            .account_mut(t.account)
+            .ok_or(RejectReason::UnknownAccount)?;
         let (held, reserved) = match t.asset {
             Asset::Cash => (&mut acct.cash, acct.cash_reserved),
             Asset::Shares(s) => {
@@ -1051,7 +1162,9 @@ impl Engine {
             }
         };
         if deposit {
-            *held = held.checked_add(t.amount).ok_or(RejectReason::InvalidAmount)?;
+            *held = held
+                .checked_add(t.amount)
+                .ok_or(RejectReason::InvalidAmount)?;
         } else if *held - reserved < t.amount {
             return Err(RejectReason::InsufficientBalance);
         } else {
@@ -1148,5 +1261,60 @@ fn fill(o: &Order, exec_id: u64) -> Fill {
         leaves_qty: o.leaves,
         cum_cost: o.cum_cost,
         exec_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::OpenTrading;
+
+    #[test]
+    fn accounts_beyond_the_limit_are_unknown() {
+        let mut cfg = EngineConfig::default_universe();
+        cfg.limits.max_accounts = 10;
+        let mut e = Engine::new(cfg);
+        let mut out = Vec::new();
+        e.apply(
+            &Command::OpenTrading(OpenTrading { trading_day: 1 }),
+            &mut out,
+        );
+        out.clear();
+        let order = NewOrder {
+            session: SessionId(1),
+            account: AccountId(10),
+            cl_ord_id: ClOrdId::new("x").unwrap(),
+            symbol: SymbolId(0),
+            side: Side::Buy,
+            ord_type: OrdType::Limit,
+            tif: TimeInForce::Day,
+            price: 1_900_000,
+            qty: 1,
+        };
+        e.apply(&Command::NewOrder(order), &mut out);
+        assert!(matches!(
+            out[0],
+            Event::Rejected(Rejected {
+                reason: RejectReason::UnknownAccount,
+                ..
+            })
+        ));
+        out.clear();
+        e.apply(
+            &Command::Deposit(Transfer {
+                account: AccountId(10),
+                asset: Asset::Cash,
+                amount: 5,
+            }),
+            &mut out,
+        );
+        assert!(matches!(
+            out[0],
+            Event::Transfer(TransferDone {
+                reject: Some(RejectReason::UnknownAccount),
+                ..
+            })
+        ));
+        assert_eq!(e.account_count(), 0);
     }
 }

@@ -145,10 +145,14 @@ impl RejectReason {
             RejectReason::InvalidQuantity => "quantity must be positive",
             RejectReason::InvalidLotSize => "quantity is not a multiple of the lot size",
             RejectReason::InvalidPriceIncrement => "price is not a multiple of the tick size",
-            RejectReason::PriceOutOfBand => "price outside the allowed band around the reference price",
+            RejectReason::PriceOutOfBand => {
+                "price outside the allowed band around the reference price"
+            }
             RejectReason::MaxOrderQtyExceeded => "order quantity exceeds the maximum",
             RejectReason::MaxNotionalExceeded => "order notional exceeds the maximum",
-            RejectReason::DailyLimitExceeded => "daily traded quantity limit for this symbol would be exceeded",
+            RejectReason::DailyLimitExceeded => {
+                "daily traded quantity limit for this symbol would be exceeded"
+            }
             RejectReason::InsufficientFunds => "insufficient available cash",
             RejectReason::InsufficientShares => "insufficient available shares",
             RejectReason::TooManyOpenOrders => "too many open orders for this account",

@@ -206,7 +206,11 @@ impl ClOrdId {
 
     /// The identifier's bytes, without padding.
     pub fn as_bytes(&self) -> &[u8] {
-        let len = self.0.iter().position(|&b| b == 0).unwrap_or(Self::CAPACITY);
+        let len = self
+            .0
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(Self::CAPACITY);
         &self.0[..len]
     }
 

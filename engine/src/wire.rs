@@ -154,7 +154,11 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads an enumerated byte through `decode`, naming the field on failure.
-    pub fn enum_u8<T>(&mut self, field: &'static str, decode: fn(u8) -> Option<T>) -> Result<T, DecodeError> {
+    pub fn enum_u8<T>(
+        &mut self,
+        field: &'static str,
+        decode: fn(u8) -> Option<T>,
+    ) -> Result<T, DecodeError> {
         let v = self.u8()?;
         decode(v).ok_or(DecodeError::Field {
             field,
@@ -268,10 +272,12 @@ impl Field for Option<crate::reject::RejectReason> {
     fn get(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         match r.u16()? {
             0 => Ok(None),
-            v => crate::reject::RejectReason::from_code(v).map(Some).ok_or(DecodeError::Field {
-                field: "reject_reason",
-                value: u64::from(v),
-            }),
+            v => crate::reject::RejectReason::from_code(v)
+                .map(Some)
+                .ok_or(DecodeError::Field {
+                    field: "reject_reason",
+                    value: u64::from(v),
+                }),
         }
     }
 }

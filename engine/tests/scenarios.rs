@@ -19,10 +19,14 @@
 use std::fmt::Write as _;
 use std::str::FromStr;
 
-use engine::command::{Asset, CancelOrder, CloseTrading, Command, NewOrder, OpenTrading, ReplaceOrder, Transfer};
+use engine::command::{
+    Asset, CancelOrder, CloseTrading, Command, NewOrder, OpenTrading, ReplaceOrder, Transfer,
+};
 use engine::config::{EngineConfig, decimal_to_units, units_to_decimal};
 use engine::event::Event;
-use engine::{AccountId, ClOrdId, Engine, OrdType, OrderId, SessionId, Side, SymbolId, TimeInForce};
+use engine::{
+    AccountId, ClOrdId, Engine, OrdType, OrderId, SessionId, Side, SymbolId, TimeInForce,
+};
 use rust_decimal::Decimal;
 
 fn acct_name(a: AccountId) -> char {
@@ -35,7 +39,11 @@ fn px(p: i64) -> String {
 
 /// Renders an event as a scenario line.
 fn render(e: &Event, syms: &[String]) -> String {
-    let sym = |s: SymbolId| syms.get(usize::from(s.0)).cloned().unwrap_or_else(|| format!("#{}", s.0));
+    let sym = |s: SymbolId| {
+        syms.get(usize::from(s.0))
+            .cloned()
+            .unwrap_or_else(|| format!("#{}", s.0))
+    };
     match e {
         Event::Accepted(a) => format!("accepted {} #{}", a.order.cl_ord_id, a.order.order_id.0),
         Event::Rejected(r) => format!("rejected {} {}", r.cl_ord_id, r.reason.name()),
@@ -67,12 +75,24 @@ fn render(e: &Event, syms: &[String]) -> String {
         ),
         Event::CancelRejected(c) => format!(
             "{} {} {}",
-            if c.is_replace { "replace-rejected" } else { "cancel-rejected" },
+            if c.is_replace {
+                "replace-rejected"
+            } else {
+                "cancel-rejected"
+            },
             c.cl_ord_id,
             c.reason.name()
         ),
-        Event::Expired(x) => format!("expired {} qty={}", x.order.cl_ord_id, x.order.qty - x.order.cum_qty),
-        Event::TradingStatus(t) => format!("{} {}", if t.open { "opened" } else { "closed" }, t.trading_day),
+        Event::Expired(x) => format!(
+            "expired {} qty={}",
+            x.order.cl_ord_id,
+            x.order.qty - x.order.cum_qty
+        ),
+        Event::TradingStatus(t) => format!(
+            "{} {}",
+            if t.open { "opened" } else { "closed" },
+            t.trading_day
+        ),
         Event::Transfer(t) => {
             let asset = match t.asset {
                 Asset::Cash => "cash".to_string(),
@@ -83,8 +103,20 @@ fn render(e: &Event, syms: &[String]) -> String {
                 Asset::Shares(_) => v.to_string(),
             };
             match t.reject {
-                None => format!("transfer {} {} {} = {}", acct_name(t.account), asset, fmt_amt(t.amount), fmt_amt(t.balance)),
-                Some(r) => format!("transfer {} {} {} {}", acct_name(t.account), asset, fmt_amt(t.amount), r.name()),
+                None => format!(
+                    "transfer {} {} {} = {}",
+                    acct_name(t.account),
+                    asset,
+                    fmt_amt(t.amount),
+                    fmt_amt(t.balance)
+                ),
+                Some(r) => format!(
+                    "transfer {} {} {} {}",
+                    acct_name(t.account),
+                    asset,
+                    fmt_amt(t.amount),
+                    r.name()
+                ),
             }
         }
     }
@@ -111,14 +143,26 @@ fn parse_file(text: &str) -> Vec<Scenario> {
             });
             continue;
         }
-        let sc = out.last_mut().unwrap_or_else(|| panic!("line {}: directive before the first ===", n + 1));
+        let sc = out
+            .last_mut()
+            .unwrap_or_else(|| panic!("line {}: directive before the first ===", n + 1));
         if let Some(ev) = line.strip_prefix('>') {
-            let step = sc.steps.last_mut().unwrap_or_else(|| panic!("line {}: event before any command", n + 1));
+            let step = sc
+                .steps
+                .last_mut()
+                .unwrap_or_else(|| panic!("line {}: event before any command", n + 1));
             step.2.push(ev.trim().to_string());
         } else {
             let word = line.split_whitespace().next().unwrap();
-            if matches!(word, "instrument" | "stp" | "max-open-orders" | "max-resting" | "account-limit") {
-                assert!(sc.steps.is_empty(), "line {}: configuration after commands", n + 1);
+            if matches!(
+                word,
+                "instrument" | "stp" | "max-open-orders" | "max-resting" | "account-limit"
+            ) {
+                assert!(
+                    sc.steps.is_empty(),
+                    "line {}: configuration after commands",
+                    n + 1
+                );
                 sc.config.push(line.to_string());
             } else {
                 sc.steps.push((n + 1, line.to_string(), Vec::new()));
@@ -142,7 +186,11 @@ fn build_config(lines: &[String]) -> EngineConfig {
             "max-resting" => max_resting = w[1].parse().unwrap(),
             "account-limit" => {
                 let a = w[1].as_bytes()[0] - b'A';
-                let _ = write!(account_limits, "[[account_limits]]\naccount = {a}\nsymbol = \"{}\"\ndaily_limit = {}\n", w[2], w[3]);
+                let _ = write!(
+                    account_limits,
+                    "[[account_limits]]\naccount = {a}\nsymbol = \"{}\"\ndaily_limit = {}\n",
+                    w[2], w[3]
+                );
             }
             "instrument" => {
                 let _ = writeln!(instruments, "[[instruments]]\nsymbol = \"{}\"", w[1]);
@@ -185,7 +233,10 @@ struct Runner {
 
 fn account(s: &str) -> AccountId {
     let b = s.as_bytes();
-    assert!(b.len() == 1 && b[0].is_ascii_uppercase(), "account {s:?} must be a capital letter");
+    assert!(
+        b.len() == 1 && b[0].is_ascii_uppercase(),
+        "account {s:?} must be a capital letter"
+    );
     AccountId(u32::from(b[0] - b'A'))
 }
 
@@ -204,7 +255,9 @@ impl Runner {
     fn command(&mut self, line: &str) -> Command {
         let w: Vec<&str> = line.split_whitespace().collect();
         match w[0] {
-            "open" => Command::OpenTrading(OpenTrading { trading_day: w[1].parse().unwrap() }),
+            "open" => Command::OpenTrading(OpenTrading {
+                trading_day: w[1].parse().unwrap(),
+            }),
             "close" => Command::CloseTrading(CloseTrading {}),
             "deposit" | "withdraw" => {
                 let (asset, amount) = if w[2] == "cash" {
@@ -212,8 +265,16 @@ impl Runner {
                 } else {
                     (Asset::Shares(self.symbol(w[2])), w[3].parse().unwrap())
                 };
-                let t = Transfer { account: account(w[1]), asset, amount };
-                if w[0] == "deposit" { Command::Deposit(t) } else { Command::Withdraw(t) }
+                let t = Transfer {
+                    account: account(w[1]),
+                    asset,
+                    amount,
+                };
+                if w[0] == "deposit" {
+                    Command::Deposit(t)
+                } else {
+                    Command::Withdraw(t)
+                }
             }
             "buy" | "sell" => {
                 let side = if w[0] == "buy" { Side::Buy } else { Side::Sell };
@@ -222,7 +283,10 @@ impl Runner {
                 self.orders.insert(w[2].to_string(), (symbol, side));
                 let (ord_type, price) = match w[5] {
                     "mkt" => (OrdType::Market, 0),
-                    p => (OrdType::Limit, units(p.strip_prefix('@').expect("price starts with @"))),
+                    p => (
+                        OrdType::Limit,
+                        units(p.strip_prefix('@').expect("price starts with @")),
+                    ),
                 };
                 let tif = match w.get(6).copied() {
                     None | Some("day") => TimeInForce::Day,
@@ -245,7 +309,11 @@ impl Runner {
             }
             "cancel" => {
                 let a = account(w[1]);
-                let (symbol, side) = self.orders.get(w[3]).copied().unwrap_or((SymbolId(0), Side::Buy));
+                let (symbol, side) = self
+                    .orders
+                    .get(w[3])
+                    .copied()
+                    .unwrap_or((SymbolId(0), Side::Buy));
                 // `#N` names the order by exchange id instead of by ClOrdID.
                 let (orig, order_id) = match w[3].strip_prefix('#') {
                     Some(id) => (ClOrdId::EMPTY, OrderId(id.parse().unwrap())),
@@ -263,7 +331,11 @@ impl Runner {
             }
             "replace" => {
                 let a = account(w[1]);
-                let (symbol, side) = self.orders.get(w[3]).copied().unwrap_or((SymbolId(0), Side::Buy));
+                let (symbol, side) = self
+                    .orders
+                    .get(w[3])
+                    .copied()
+                    .unwrap_or((SymbolId(0), Side::Buy));
                 self.orders.insert(w[2].to_string(), (symbol, side));
                 Command::Replace(ReplaceOrder {
                     session: SessionId(a.0),
@@ -285,15 +357,26 @@ impl Runner {
         let w: Vec<&str> = line.split_whitespace().collect();
         match w[0] {
             "book" => {
-                let side = if w[2] == "bids" { Side::Buy } else { Side::Sell };
+                let side = if w[2] == "bids" {
+                    Side::Buy
+                } else {
+                    Side::Sell
+                };
                 let got: Vec<String> = self
                     .engine
                     .depth(self.symbol(w[1]), side)
                     .map(|l| format!("{}:{}", px(l.price), l.qty))
                     .collect();
-                let got = if got.is_empty() { "-".to_string() } else { got.join(",") };
+                let got = if got.is_empty() {
+                    "-".to_string()
+                } else {
+                    got.join(",")
+                };
                 if got != w[3] {
-                    return Err(format!("book {} {}: expected {} got {got}", w[1], w[2], w[3]));
+                    return Err(format!(
+                        "book {} {}: expected {} got {got}",
+                        w[1], w[2], w[3]
+                    ));
                 }
             }
             "cash" => {
@@ -309,11 +392,18 @@ impl Runner {
                 let got = format!("{} {}", h.shares, h.reserved);
                 let want = format!("{} {}", w[3], w[4]);
                 if got != want {
-                    return Err(format!("shares {} {}: expected {want} got {got}", w[1], w[2]));
+                    return Err(format!(
+                        "shares {} {}: expected {want} got {got}",
+                        w[1], w[2]
+                    ));
                 }
             }
             "status" => {
-                let got = if self.engine.is_open() { "open" } else { "closed" };
+                let got = if self.engine.is_open() {
+                    "open"
+                } else {
+                    "closed"
+                };
                 if got != w[1] {
                     return Err(format!("status: expected {} got {got}", w[1]));
                 }
@@ -326,7 +416,11 @@ impl Runner {
 
 fn run_scenario(sc: &Scenario) -> Result<(), String> {
     let config = build_config(&sc.config);
-    let symbols = config.instruments.iter().map(|i| i.symbol.clone()).collect();
+    let symbols = config
+        .instruments
+        .iter()
+        .map(|i| i.symbol.clone())
+        .collect();
     let mut r = Runner {
         engine: Engine::new(config),
         symbols,
@@ -335,7 +429,8 @@ fn run_scenario(sc: &Scenario) -> Result<(), String> {
     let mut events = Vec::new();
     for (line_no, line, expected) in &sc.steps {
         if let Some(check) = line.strip_prefix('?') {
-            r.check(check.trim()).map_err(|e| format!("line {line_no}: {e}"))?;
+            r.check(check.trim())
+                .map_err(|e| format!("line {line_no}: {e}"))?;
             continue;
         }
         let cmd = r.command(line);
@@ -359,7 +454,10 @@ fn run_scenario(sc: &Scenario) -> Result<(), String> {
 #[test]
 fn scenario_tables() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     let mut failures = Vec::new();
     let mut count = 0;
@@ -368,10 +466,19 @@ fn scenario_tables() {
         for sc in parse_file(&text) {
             count += 1;
             if let Err(e) = run_scenario(&sc) {
-                failures.push(format!("{} / {}: {e}", f.file_name().unwrap().to_string_lossy(), sc.name));
+                failures.push(format!(
+                    "{} / {}: {e}",
+                    f.file_name().unwrap().to_string_lossy(),
+                    sc.name
+                ));
             }
         }
     }
     assert!(count >= 20, "only {count} scenarios found");
-    assert!(failures.is_empty(), "{} of {count} scenarios failed:\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {count} scenarios failed:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
