@@ -65,17 +65,32 @@ impl Order {
 }
 
 /// Fixed-slot storage for live orders with a free list.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Arena {
     slots: Vec<Order>,
     free: Vec<Slot>,
     live: u32,
 }
 
+impl Clone for Arena {
+    /// Keeps the reserved capacity, so a clone grows no more than the original would.
+    fn clone(&self) -> Arena {
+        let mut slots = Vec::with_capacity(self.slots.capacity());
+        crate::prefetch::huge_pages(&slots);
+        slots.extend_from_slice(&self.slots);
+        Arena {
+            slots,
+            free: self.free.clone(),
+            live: self.live,
+        }
+    }
+}
+
 impl Arena {
     /// An arena with room reserved for `capacity` orders.
     pub fn with_capacity(capacity: usize) -> Arena {
         let mut slots = Vec::with_capacity(capacity + 1);
+        crate::prefetch::huge_pages(&slots);
         slots.push(Order::VACANT);
         Arena {
             slots,
@@ -87,6 +102,23 @@ impl Arena {
     /// Number of live orders.
     pub fn live(&self) -> u32 {
         self.live
+    }
+
+    /// The slot the next `insert` will use.
+    pub fn next_slot(&self) -> Slot {
+        match self.free.last() {
+            Some(&s) => s,
+            None => Slot::try_from(self.slots.len()).expect("arena slot index fits in u32"),
+        }
+    }
+
+    /// The live order whose id is `id`, if any.
+    pub fn find(&self, id: OrderId) -> Option<Slot> {
+        let slot = id.slot();
+        match self.slots.get(slot as usize) {
+            Some(o) if o.id == id && slot != NIL => Some(slot),
+            _ => None,
+        }
     }
 
     /// Stores an order and returns its slot.
@@ -254,7 +286,11 @@ impl Ladder {
             min_price,
             tick,
             // Zeroed memory: untouched parts of a wide band cost no physical pages.
-            levels: bytemuck::zeroed_vec(len),
+            levels: {
+                let v = bytemuck::zeroed_vec(len);
+                crate::prefetch::huge_pages(&v);
+                v
+            },
             occupied: Bitmap::new(len),
             best: None,
         }

@@ -67,6 +67,9 @@ pub struct Limits {
     pub max_resting_orders: u32,
     /// Number of accounts (ids `0..max_accounts`).
     pub max_accounts: u32,
+    /// Orders expected per trading day: the ClOrdID index is sized for this many up front so
+    /// that it does not rehash (a latency spike) while trading.
+    pub expected_orders_per_day: u32,
     /// Self-trade prevention mode.
     pub stp: StpMode,
 }
@@ -120,6 +123,8 @@ struct RawLimits {
     max_open_orders_per_account: u32,
     max_resting_orders: u32,
     max_accounts: u32,
+    #[serde(default)]
+    expected_orders_per_day: u32,
     self_trade_prevention: StpMode,
 }
 
@@ -189,12 +194,16 @@ impl EngineConfig {
             max_open_orders_per_account: raw.limits.max_open_orders_per_account,
             max_resting_orders: raw.limits.max_resting_orders,
             max_accounts: raw.limits.max_accounts,
+            expected_orders_per_day: raw.limits.expected_orders_per_day,
             stp: raw.limits.self_trade_prevention,
         };
-        if limits.max_resting_orders == 0 || limits.max_resting_orders >= u32::MAX - 1 {
-            return Err(ConfigError::Invalid(
-                "limits.max_resting_orders must be between 1 and 4294967293".into(),
-            ));
+        if limits.max_resting_orders == 0
+            || limits.max_resting_orders > crate::types::OrderId::MAX_SLOTS
+        {
+            return Err(ConfigError::Invalid(format!(
+                "limits.max_resting_orders must be between 1 and {}",
+                crate::types::OrderId::MAX_SLOTS
+            )));
         }
         if raw.instruments.len() > usize::from(u16::MAX) {
             return Err(ConfigError::Invalid("too many instruments".into()));

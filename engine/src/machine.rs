@@ -15,6 +15,7 @@ use crate::event::{
     TradingStatus, TransferDone,
 };
 use crate::hash::StableHasher;
+use crate::index::{ClKey, ClOrdIndex, Probe};
 use crate::reject::{CancelReason, RejectReason};
 use crate::types::{
     AccountId, Cash, ClOrdId, OrdStatus, OrdType, OrderId, Price, Qty, SessionId, Side, SymbolId,
@@ -151,14 +152,16 @@ pub struct Engine {
     overrides: FxHashMap<(AccountId, SymbolId), Qty>,
     books: Vec<Book>,
     arena: Arena,
-    by_id: FxHashMap<OrderId, Slot>,
     /// Every ClOrdID used today per session, with its order (OrderId(0) for rejected ones),
-    /// so that a duplicate, including a PossDup resend, is never executed twice.
-    cl_ord_ids: FxHashMap<(SessionId, ClOrdId), OrderId>,
+    /// so that a duplicate, including a PossDup resend, is never executed twice. Keyed by a
+    /// 128-bit hash of (session, ClOrdID): a false duplicate needs a 128-bit collision (about
+    /// 1e-21 for a billion orders a day).
+    cl_ord_ids: ClOrdIndex,
     accounts: Vec<Account>,
     open: bool,
     trading_day: u32,
-    next_order_id: u64,
+    /// Sequence number of the next accepted order.
+    next_order_seq: u64,
     next_exec_id: u64,
     next_trade_id: u64,
 }
@@ -180,19 +183,19 @@ impl Engine {
             .iter()
             .map(|a| ((a.account, a.symbol), a.daily_limit))
             .collect();
-        let capacity = (config.limits.max_resting_orders as usize).min(1 << 16);
+        let capacity = (config.limits.max_resting_orders as usize).min(1 << 20);
+        let expected_orders = config.limits.expected_orders_per_day as usize;
         Engine {
             instruments: config.instruments,
             limits: config.limits,
             overrides,
             books,
             arena: Arena::with_capacity(capacity),
-            by_id: FxHashMap::default(),
-            cl_ord_ids: FxHashMap::default(),
+            cl_ord_ids: ClOrdIndex::with_capacity(expected_orders),
             accounts: Vec::new(),
             open: false,
             trading_day: 0,
-            next_order_id: 1,
+            next_order_seq: 1,
             next_exec_id: 1,
             next_trade_id: 1,
         }
@@ -208,6 +211,40 @@ impl Engine {
             Command::Withdraw(t) => self.on_transfer(t, false, out),
             Command::OpenTrading(c) => self.on_open(c.trading_day, out),
             Command::CloseTrading(_) => self.on_close(out),
+        }
+    }
+
+    /// Applies a batch of commands in order, appending all their events to `out`.
+    ///
+    /// Equivalent to calling [`Engine::apply`] on each, but it starts loading the memory the
+    /// next commands will need (their ClOrdID index slot, account and position) while it works
+    /// on the current one, which hides much of the cache-miss latency of a large book.
+    pub fn apply_batch(&mut self, cmds: &[Command], out: &mut Vec<Event>) {
+        const AHEAD: usize = 3;
+        for c in cmds.iter().take(AHEAD) {
+            self.prefetch_for(c);
+        }
+        for (i, c) in cmds.iter().enumerate() {
+            if let Some(next) = cmds.get(i + AHEAD) {
+                self.prefetch_for(next);
+            }
+            self.apply(c, out);
+        }
+    }
+
+    fn prefetch_for(&self, c: &Command) {
+        let (session, cl_ord_id, account, symbol) = match c {
+            Command::NewOrder(o) => (o.session, &o.cl_ord_id, o.account, o.symbol),
+            Command::Cancel(o) => (o.session, &o.cl_ord_id, o.account, o.symbol),
+            Command::Replace(o) => (o.session, &o.cl_ord_id, o.account, o.symbol),
+            _ => return,
+        };
+        self.cl_ord_ids.prefetch(ClKey::new(session, cl_ord_id));
+        if let Some(a) = self.accounts.get(account.0 as usize) {
+            crate::prefetch::prefetch(a);
+            if let Some(p) = a.positions.get(usize::from(symbol.0)) {
+                crate::prefetch::prefetch(p);
+            }
         }
     }
 
@@ -264,9 +301,7 @@ impl Engine {
 
     /// A live order by exchange id.
     pub fn order(&self, id: OrderId) -> Option<OrderInfo> {
-        self.by_id
-            .get(&id)
-            .map(|&s| OrderInfo::from(&self.arena[s]))
+        self.arena.find(id).map(|s| OrderInfo::from(&self.arena[s]))
     }
 
     /// Number of live (working) orders.
@@ -316,7 +351,7 @@ impl Engine {
         let mut h = StableHasher::new();
         h.u64(u64::from(self.open));
         h.u64(u64::from(self.trading_day));
-        h.u64(self.next_order_id);
+        h.u64(self.next_order_seq);
         h.u64(self.next_exec_id);
         h.u64(self.next_trade_id);
         for (i, a) in self.accounts.iter().enumerate() {
@@ -350,16 +385,11 @@ impl Engine {
                 }
             }
         }
-        let mut ids: Vec<_> = self
-            .cl_ord_ids
-            .iter()
-            .map(|(k, v)| (k.0, k.1, v.0))
-            .collect();
+        let mut ids: Vec<_> = self.cl_ord_ids.iter().collect();
         ids.sort_unstable();
-        for (s, c, o) in ids {
-            h.u64(u64::from(s.0));
-            h.bytes(c.raw());
-            h.u64(o);
+        for (k, o) in ids {
+            h.bytes(&k.to_bytes());
+            h.u64(o.0);
         }
         h.finish()
     }
@@ -377,8 +407,8 @@ impl Engine {
             if !o.resting {
                 return Err(format!("order {} is live but not on the book", o.id));
             }
-            if self.by_id.get(&o.id) != Some(&slot) {
-                return Err(format!("order {} is missing from the id index", o.id));
+            if self.arena.find(o.id) != Some(slot) {
+                return Err(format!("order {} does not name its slot", o.id));
             }
             if o.cum + o.leaves != o.qty || o.leaves == 0 {
                 return Err(format!(
@@ -395,7 +425,7 @@ impl Engine {
                 Side::Sell => e.0 += o.leaves as i64,
             }
         }
-        if live != self.arena.live() || self.by_id.len() != live as usize {
+        if live != self.arena.live() {
             return Err("live order counts disagree".into());
         }
         for (i, a) in self.accounts.iter().enumerate() {
@@ -640,20 +670,21 @@ impl Engine {
     }
 
     fn on_new_order(&mut self, c: &NewOrder, out: &mut Vec<Event>) {
-        let key = (c.session, c.cl_ord_id);
-        if self.cl_ord_ids.contains_key(&key) {
-            return self.reject_order(c, RejectReason::DuplicateClOrdId, out);
-        }
+        let key = ClKey::new(c.session, &c.cl_ord_id);
+        let vacant = match self.cl_ord_ids.probe(key) {
+            Probe::Found => return self.reject_order(c, RejectReason::DuplicateClOrdId, out),
+            Probe::Vacant(v) => v,
+        };
         let price = match self.vet_new_order(c) {
             Ok(p) => p,
             Err(reason) => {
-                self.cl_ord_ids.insert(key, OrderId(0));
+                self.cl_ord_ids.put(vacant, key, OrderId(0));
                 return self.reject_order(c, reason, out);
             }
         };
-        let id = OrderId(self.next_order_id);
-        self.next_order_id += 1;
-        self.cl_ord_ids.insert(key, id);
+        let id = OrderId::compose(self.next_order_seq, self.arena.next_slot());
+        self.next_order_seq += 1;
+        self.cl_ord_ids.put(vacant, key, id);
         // Reserve what the whole order could cost, and count it against the daily limit.
         let acct = &mut self.accounts[c.account.0 as usize];
         acct.open_orders += 1;
@@ -681,7 +712,7 @@ impl Engine {
             next: NIL,
             resting: false,
         });
-        self.by_id.insert(id, slot);
+        debug_assert_eq!(id.slot(), slot);
         let exec_id = self.next_exec();
         out.push(Event::Accepted(Accepted {
             order: view(&self.arena[slot], OrdStatus::New, c.cl_ord_id, exec_id),
@@ -867,7 +898,6 @@ impl Engine {
             Side::Buy => a.cash_reserved -= o.price * o.leaves as i64,
             Side::Sell => p.reserved -= o.leaves as i64,
         }
-        self.by_id.remove(&o.id);
         self.arena.remove(slot);
     }
 
@@ -896,14 +926,16 @@ impl Engine {
         let id = if order_id.0 != 0 {
             order_id
         } else {
-            match self.cl_ord_ids.get(&(session, *orig)) {
-                Some(&id) if id.0 != 0 => id,
+            match self.cl_ord_ids.get(ClKey::new(session, orig)) {
+                Some(id) if id.0 != 0 => id,
                 _ => return Err((RejectReason::UnknownOrder, OrderId(0))),
             }
         };
-        match self.by_id.get(&id) {
-            Some(&slot) => Ok(slot),
-            None if id.0 < self.next_order_id => Err((RejectReason::TooLateToCancel, id)),
+        match self.arena.find(id) {
+            Some(slot) => Ok(slot),
+            None if id.sequence() != 0 && id.sequence() < self.next_order_seq => {
+                Err((RejectReason::TooLateToCancel, id))
+            }
             None => Err((RejectReason::UnknownOrder, OrderId(0))),
         }
     }
@@ -965,19 +997,22 @@ impl Engine {
                 out,
             )
         };
-        let key = (c.session, c.cl_ord_id);
-        if self.cl_ord_ids.contains_key(&key) {
-            return reject(self, None, c.order_id, RejectReason::DuplicateClOrdId, out);
-        }
+        let key = ClKey::new(c.session, &c.cl_ord_id);
+        let vacant = match self.cl_ord_ids.probe(key) {
+            Probe::Found => {
+                return reject(self, None, c.order_id, RejectReason::DuplicateClOrdId, out);
+            }
+            Probe::Vacant(v) => v,
+        };
         let slot = match self.locate(c.session, c.order_id, &c.orig_cl_ord_id) {
             Ok(s) => s,
             Err((reason, id)) => {
-                self.cl_ord_ids.insert(key, OrderId(0));
+                self.cl_ord_ids.put(vacant, key, OrderId(0));
                 return reject(self, None, id, reason, out);
             }
         };
         let o = self.arena[slot].clone();
-        self.cl_ord_ids.insert(key, o.id);
+        self.cl_ord_ids.put(vacant, key, o.id);
         if o.account != c.account {
             return reject(self, None, OrderId(0), RejectReason::AccountMismatch, out);
         }
@@ -1013,19 +1048,22 @@ impl Engine {
                 out,
             )
         };
-        let key = (c.session, c.cl_ord_id);
-        if self.cl_ord_ids.contains_key(&key) {
-            return reject(self, None, c.order_id, RejectReason::DuplicateClOrdId, out);
-        }
+        let key = ClKey::new(c.session, &c.cl_ord_id);
+        let vacant = match self.cl_ord_ids.probe(key) {
+            Probe::Found => {
+                return reject(self, None, c.order_id, RejectReason::DuplicateClOrdId, out);
+            }
+            Probe::Vacant(v) => v,
+        };
         let slot = match self.locate(c.session, c.order_id, &c.orig_cl_ord_id) {
             Ok(s) => s,
             Err((reason, id)) => {
-                self.cl_ord_ids.insert(key, OrderId(0));
+                self.cl_ord_ids.put(vacant, key, OrderId(0));
                 return reject(self, None, id, reason, out);
             }
         };
         let old = self.arena[slot].clone();
-        self.cl_ord_ids.insert(key, old.id);
+        self.cl_ord_ids.put(vacant, key, old.id);
         if old.account != c.account {
             return reject(self, None, OrderId(0), RejectReason::AccountMismatch, out);
         }
@@ -1185,8 +1223,8 @@ impl Engine {
                 }
             }
             // ClOrdIDs are unique per day; only those of working orders must stay resolvable.
-            let by_id = &self.by_id;
-            self.cl_ord_ids.retain(|_, id| by_id.contains_key(id));
+            let arena = &self.arena;
+            self.cl_ord_ids.retain(|id| arena.find(id).is_some());
         }
         self.open = true;
         out.push(Event::TradingStatus(TradingStatus {

@@ -18,8 +18,35 @@ pub type Cash = i64;
 pub const PRICE_SCALE: i64 = 10_000;
 
 /// Exchange-assigned order identifier, unique for the life of the engine.
+///
+/// The high bits are a sequence number (ids grow in the order orders were accepted); the low
+/// [`OrderId::SLOT_BITS`] bits name the engine's storage slot, so finding a live order by id is
+/// one array access instead of a hash lookup.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OrderId(pub u64);
+
+impl OrderId {
+    /// Low bits of an id that hold the storage slot.
+    pub const SLOT_BITS: u32 = 24;
+
+    /// Largest number of live orders the id layout can address.
+    pub const MAX_SLOTS: u32 = (1 << Self::SLOT_BITS) - 2;
+
+    /// Builds an id from its sequence number and slot.
+    pub fn compose(sequence: u64, slot: u32) -> OrderId {
+        OrderId(sequence << Self::SLOT_BITS | u64::from(slot))
+    }
+
+    /// The sequence number: the n-th order the engine accepted.
+    pub fn sequence(self) -> u64 {
+        self.0 >> Self::SLOT_BITS
+    }
+
+    /// The storage slot.
+    pub fn slot(self) -> u32 {
+        (self.0 & ((1 << Self::SLOT_BITS) - 1)) as u32
+    }
+}
 
 /// Dense account index (the gateway maps account names to these).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -45,7 +45,11 @@ fn render(e: &Event, syms: &[String]) -> String {
             .unwrap_or_else(|| format!("#{}", s.0))
     };
     match e {
-        Event::Accepted(a) => format!("accepted {} #{}", a.order.cl_ord_id, a.order.order_id.0),
+        Event::Accepted(a) => format!(
+            "accepted {} #{}",
+            a.order.cl_ord_id,
+            a.order.order_id.sequence()
+        ),
         Event::Rejected(r) => format!("rejected {} {}", r.cl_ord_id, r.reason.name()),
         Event::Trade(t) => format!(
             "trade {} {}@{} maker={}/{} taker={}/{}",
@@ -229,6 +233,8 @@ struct Runner {
     symbols: Vec<String>,
     /// Symbol and side of every ClOrdID seen, so cancels and replaces can name them.
     orders: std::collections::HashMap<String, (SymbolId, Side)>,
+    /// Exchange order ids by sequence number (the `#N` of the tables).
+    ids: std::collections::HashMap<u64, OrderId>,
 }
 
 fn account(s: &str) -> AccountId {
@@ -316,7 +322,11 @@ impl Runner {
                     .unwrap_or((SymbolId(0), Side::Buy));
                 // `#N` names the order by exchange id instead of by ClOrdID.
                 let (orig, order_id) = match w[3].strip_prefix('#') {
-                    Some(id) => (ClOrdId::EMPTY, OrderId(id.parse().unwrap())),
+                    Some(n) => {
+                        let n: u64 = n.parse().unwrap();
+                        let id = self.ids.get(&n).copied().unwrap_or(OrderId::compose(n, 0));
+                        (ClOrdId::EMPTY, id)
+                    }
                     None => (ClOrdId::new(w[3]).unwrap(), OrderId(0)),
                 };
                 Command::Cancel(CancelOrder {
@@ -425,6 +435,7 @@ fn run_scenario(sc: &Scenario) -> Result<(), String> {
         engine: Engine::new(config),
         symbols,
         orders: Default::default(),
+        ids: Default::default(),
     };
     let mut events = Vec::new();
     for (line_no, line, expected) in &sc.steps {
@@ -436,6 +447,11 @@ fn run_scenario(sc: &Scenario) -> Result<(), String> {
         let cmd = r.command(line);
         events.clear();
         r.engine.apply(&cmd, &mut events);
+        for e in &events {
+            if let Event::Accepted(a) = e {
+                r.ids.insert(a.order.order_id.sequence(), a.order.order_id);
+            }
+        }
         let got: Vec<String> = events.iter().map(|e| render(e, &r.symbols)).collect();
         if &got != expected {
             return Err(format!(
