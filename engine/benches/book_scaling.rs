@@ -40,7 +40,6 @@ struct Driver {
     engine: Engine,
     out: Vec<Event>,
     next_cl: u64,
-    next_order: u64,
     rng: u64,
 }
 
@@ -59,7 +58,8 @@ impl Driver {
         ClOrdId::new(&self.next_cl.to_string()).unwrap()
     }
 
-    fn new_order(&mut self, side: Side, price: i64, tif: TimeInForce) -> (Command, OrderId) {
+    /// Sends a one-share order; returns its order id if it was accepted, and its account.
+    fn place(&mut self, side: Side, price: i64, tif: TimeInForce) -> (Option<OrderId>, AccountId) {
         let account = AccountId(self.rand(ACCOUNTS.into()) as u32);
         let cmd = Command::NewOrder(NewOrder {
             session: SessionId(account.0),
@@ -72,22 +72,25 @@ impl Driver {
             price,
             qty: 1,
         });
-        let id = OrderId(self.next_order);
-        self.next_order += 1;
-        (cmd, id)
+        self.run(black_box(&cmd));
+        let id = match self.out.first() {
+            Some(Event::Accepted(a)) => Some(a.order.order_id),
+            _ => None,
+        };
+        (id, account)
     }
 
-    fn passive(&mut self) -> (Command, OrderId) {
+    fn passive(&mut self) -> (Option<OrderId>, AccountId) {
         let lvl = 1 + self.rand(LEVELS as u64) as i64;
         if self.rand(2) == 0 {
-            self.new_order(Side::Buy, 1_000_000 - lvl * 100, TimeInForce::Day)
+            self.place(Side::Buy, 1_000_000 - lvl * 100, TimeInForce::Day)
         } else {
-            self.new_order(Side::Sell, 1_000_000 + lvl * 100, TimeInForce::Day)
+            self.place(Side::Sell, 1_000_000 + lvl * 100, TimeInForce::Day)
         }
     }
 
-    fn cancel(&mut self, id: OrderId, account: AccountId) -> Command {
-        Command::Cancel(CancelOrder {
+    fn cancel(&mut self, id: OrderId, account: AccountId) {
+        let cmd = Command::Cancel(CancelOrder {
             session: SessionId(account.0),
             account,
             cl_ord_id: self.cl(),
@@ -95,7 +98,8 @@ impl Driver {
             order_id: id,
             symbol: SymbolId(0),
             side: Side::Buy,
-        })
+        });
+        self.run(black_box(&cmd));
     }
 
     fn run(&mut self, c: &Command) {
@@ -109,30 +113,26 @@ fn driver(resting: usize) -> (Driver, Vec<(OrderId, AccountId)>) {
         engine: Engine::new(config()),
         out: Vec::new(),
         next_cl: 0,
-        next_order: 1,
         rng: 0x2545_f491_4f6c_dd1d,
     };
     d.run(&Command::OpenTrading(OpenTrading { trading_day: 1 }));
     for a in 0..ACCOUNTS {
+        let account = AccountId(a);
         d.run(&Command::Deposit(Transfer {
-            account: AccountId(a),
+            account,
             asset: Asset::Cash,
             amount: i64::MAX / 2,
         }));
         d.run(&Command::Deposit(Transfer {
-            account: AccountId(a),
+            account,
             asset: Asset::Shares(SymbolId(0)),
             amount: 1 << 40,
         }));
     }
     let mut live = Vec::with_capacity(resting);
     for _ in 0..resting {
-        let (cmd, id) = d.passive();
-        let Command::NewOrder(o) = cmd else {
-            unreachable!()
-        };
-        d.run(&cmd);
-        live.push((id, o.account));
+        let (id, account) = d.passive();
+        live.push((id.expect("the preload is accepted"), account));
     }
     assert_eq!(d.engine.live_orders() as usize, resting);
     (d, live)
@@ -146,13 +146,8 @@ fn bench(c: &mut Criterion) {
         let (mut d, mut live) = driver(n);
         group.bench_with_input(BenchmarkId::new("add_cancel", n), &n, |b, _| {
             b.iter(|| {
-                let (cmd, id) = d.passive();
-                let Command::NewOrder(o) = cmd else {
-                    unreachable!()
-                };
-                d.run(black_box(&cmd));
-                let cancel = d.cancel(id, o.account);
-                d.run(black_box(&cancel));
+                let (id, account) = d.passive();
+                d.cancel(id.unwrap(), account);
             })
         });
         group.bench_with_input(BenchmarkId::new("cancel_add", n), &n, |b, _| {
@@ -160,23 +155,16 @@ fn bench(c: &mut Criterion) {
                 let i = d.rand(live.len() as u64) as usize;
                 let (id, account) = live[i];
                 let info = d.engine.order(id).expect("tracked orders are live");
-                let cancel = d.cancel(id, account);
-                d.run(black_box(&cancel));
-                let (cmd, new_id) = d.new_order(info.side, info.price, TimeInForce::Day);
-                let Command::NewOrder(o) = cmd else {
-                    unreachable!()
-                };
-                d.run(black_box(&cmd));
-                live[i] = (new_id, o.account);
+                d.cancel(id, account);
+                let (new_id, account) = d.place(info.side, info.price, TimeInForce::Day);
+                live[i] = (new_id.unwrap(), account);
             })
         });
         group.bench_with_input(BenchmarkId::new("execute", n), &n, |b, _| {
             b.iter(|| {
                 let best = d.engine.best_ask(SymbolId(0)).unwrap();
-                let (take, _) = d.new_order(Side::Buy, best, TimeInForce::Ioc);
-                d.run(black_box(&take));
-                let (back, _) = d.new_order(Side::Sell, best, TimeInForce::Day);
-                d.run(black_box(&back));
+                d.place(Side::Buy, best, TimeInForce::Ioc);
+                d.place(Side::Sell, best, TimeInForce::Day);
             })
         });
     }

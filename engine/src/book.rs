@@ -112,6 +112,13 @@ impl Arena {
         }
     }
 
+    /// Starts loading a slot's order into cache.
+    pub fn prefetch(&self, slot: Slot) {
+        if let Some(o) = self.slots.get(slot as usize) {
+            crate::prefetch::prefetch(o);
+        }
+    }
+
     /// The live order whose id is `id`, if any.
     pub fn find(&self, id: OrderId) -> Option<Slot> {
         let slot = id.slot();

@@ -15,6 +15,9 @@ use crate::types::{ClOrdId, OrderId, SessionId};
 pub(crate) struct ClKey(u64, u64);
 
 impl ClKey {
+    /// A placeholder key for commands without a ClOrdID; never looked up.
+    pub const ZERO: ClKey = ClKey(0, 0);
+
     /// The key of a ClOrdID on a session.
     pub fn new(session: SessionId, cl_ord_id: &ClOrdId) -> ClKey {
         let mut b = [0u8; 4 + ClOrdId::CAPACITY];

@@ -135,6 +135,49 @@ pub struct LevelInfo {
     pub orders: u32,
 }
 
+/// The ClOrdID index keys of a command, hashed once.
+#[derive(Clone, Copy)]
+struct Keys {
+    /// Key of the command's own ClOrdID.
+    own: ClKey,
+    /// Key of the OrigClOrdID a cancel or replace names.
+    orig: ClKey,
+    /// Whether `orig` applies (a cancel or replace naming its order by ClOrdID).
+    has_orig: bool,
+}
+
+impl Keys {
+    const NONE: Keys = Keys {
+        own: ClKey::ZERO,
+        orig: ClKey::ZERO,
+        has_orig: false,
+    };
+
+    fn of(c: &Command) -> Keys {
+        let (session, own, orig, order_id) = match c {
+            Command::NewOrder(o) => {
+                return Keys {
+                    own: ClKey::new(o.session, &o.cl_ord_id),
+                    ..Keys::NONE
+                };
+            }
+            Command::Cancel(o) => (o.session, &o.cl_ord_id, &o.orig_cl_ord_id, o.order_id),
+            Command::Replace(o) => (o.session, &o.cl_ord_id, &o.orig_cl_ord_id, o.order_id),
+            _ => return Keys::NONE,
+        };
+        let has_orig = order_id.0 == 0;
+        Keys {
+            own: ClKey::new(session, own),
+            orig: if has_orig {
+                ClKey::new(session, orig)
+            } else {
+                ClKey::ZERO
+            },
+            has_orig,
+        }
+    }
+}
+
 /// Why matching of an incoming order stopped before its limit was exhausted.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Stop {
@@ -203,10 +246,14 @@ impl Engine {
 
     /// Applies one command, appending the events it causes to `out`.
     pub fn apply(&mut self, cmd: &Command, out: &mut Vec<Event>) {
+        self.apply_keyed(cmd, Keys::of(cmd), out)
+    }
+
+    fn apply_keyed(&mut self, cmd: &Command, keys: Keys, out: &mut Vec<Event>) {
         match cmd {
-            Command::NewOrder(c) => self.on_new_order(c, out),
-            Command::Cancel(c) => self.on_cancel(c, out),
-            Command::Replace(c) => self.on_replace(c, out),
+            Command::NewOrder(c) => self.on_new_order(c, keys.own, out),
+            Command::Cancel(c) => self.on_cancel(c, keys, out),
+            Command::Replace(c) => self.on_replace(c, keys, out),
             Command::Deposit(t) => self.on_transfer(t, true, out),
             Command::Withdraw(t) => self.on_transfer(t, false, out),
             Command::OpenTrading(c) => self.on_open(c.trading_day, out),
@@ -217,35 +264,46 @@ impl Engine {
     /// Applies a batch of commands in order, appending all their events to `out`.
     ///
     /// Equivalent to calling [`Engine::apply`] on each, but it starts loading the memory the
-    /// next commands will need (their ClOrdID index slot, account and position) while it works
-    /// on the current one, which hides much of the cache-miss latency of a large book.
+    /// next commands will need (their ClOrdID index slots, account and position, the order a
+    /// cancel names by id) while it works on the current one, which hides much of the
+    /// cache-miss latency of a large book.
     pub fn apply_batch(&mut self, cmds: &[Command], out: &mut Vec<Event>) {
         const AHEAD: usize = 3;
-        for c in cmds.iter().take(AHEAD) {
-            self.prefetch_for(c);
+        const RING: usize = 4;
+        let mut keys = [Keys::NONE; RING];
+        for (i, c) in cmds.iter().enumerate().take(AHEAD) {
+            keys[i % RING] = self.prefetch_for(c);
         }
         for (i, c) in cmds.iter().enumerate() {
             if let Some(next) = cmds.get(i + AHEAD) {
-                self.prefetch_for(next);
+                keys[(i + AHEAD) % RING] = self.prefetch_for(next);
             }
-            self.apply(c, out);
+            self.apply_keyed(c, keys[i % RING], out);
         }
     }
 
-    fn prefetch_for(&self, c: &Command) {
-        let (session, cl_ord_id, account, symbol) = match c {
-            Command::NewOrder(o) => (o.session, &o.cl_ord_id, o.account, o.symbol),
-            Command::Cancel(o) => (o.session, &o.cl_ord_id, o.account, o.symbol),
-            Command::Replace(o) => (o.session, &o.cl_ord_id, o.account, o.symbol),
-            _ => return,
+    /// Starts loading what `c` will touch; returns its index keys so they are hashed once.
+    fn prefetch_for(&self, c: &Command) -> Keys {
+        let keys = Keys::of(c);
+        let (account, symbol, order_id) = match c {
+            Command::NewOrder(o) => (o.account, o.symbol, OrderId(0)),
+            Command::Cancel(o) => (o.account, o.symbol, o.order_id),
+            Command::Replace(o) => (o.account, o.symbol, o.order_id),
+            _ => return keys,
         };
-        self.cl_ord_ids.prefetch(ClKey::new(session, cl_ord_id));
+        self.cl_ord_ids.prefetch(keys.own);
+        if order_id.0 != 0 {
+            self.arena.prefetch(order_id.slot());
+        } else if keys.has_orig {
+            self.cl_ord_ids.prefetch(keys.orig);
+        }
         if let Some(a) = self.accounts.get(account.0 as usize) {
             crate::prefetch::prefetch(a);
             if let Some(p) = a.positions.get(usize::from(symbol.0)) {
                 crate::prefetch::prefetch(p);
             }
         }
+        keys
     }
 
     // ----- queries -------------------------------------------------------------------------
@@ -669,8 +727,7 @@ impl Engine {
         }
     }
 
-    fn on_new_order(&mut self, c: &NewOrder, out: &mut Vec<Event>) {
-        let key = ClKey::new(c.session, &c.cl_ord_id);
+    fn on_new_order(&mut self, c: &NewOrder, key: ClKey, out: &mut Vec<Event>) {
         let vacant = match self.cl_ord_ids.probe(key) {
             Probe::Found => return self.reject_order(c, RejectReason::DuplicateClOrdId, out),
             Probe::Vacant(v) => v,
@@ -917,16 +974,11 @@ impl Engine {
     }
 
     /// Finds the live order a cancel or replace names, or the reason it cannot.
-    fn locate(
-        &self,
-        session: SessionId,
-        order_id: OrderId,
-        orig: &ClOrdId,
-    ) -> Result<Slot, (RejectReason, OrderId)> {
+    fn locate(&self, order_id: OrderId, keys: Keys) -> Result<Slot, (RejectReason, OrderId)> {
         let id = if order_id.0 != 0 {
             order_id
         } else {
-            match self.cl_ord_ids.get(ClKey::new(session, orig)) {
+            match self.cl_ord_ids.get(keys.orig) {
                 Some(id) if id.0 != 0 => id,
                 _ => return Err((RejectReason::UnknownOrder, OrderId(0))),
             }
@@ -977,7 +1029,7 @@ impl Engine {
         }));
     }
 
-    fn on_cancel(&mut self, c: &CancelOrder, out: &mut Vec<Event>) {
+    fn on_cancel(&mut self, c: &CancelOrder, keys: Keys, out: &mut Vec<Event>) {
         let reject = |this: &mut Engine,
                       found: Option<Slot>,
                       id: OrderId,
@@ -997,14 +1049,14 @@ impl Engine {
                 out,
             )
         };
-        let key = ClKey::new(c.session, &c.cl_ord_id);
+        let key = keys.own;
         let vacant = match self.cl_ord_ids.probe(key) {
             Probe::Found => {
                 return reject(self, None, c.order_id, RejectReason::DuplicateClOrdId, out);
             }
             Probe::Vacant(v) => v,
         };
-        let slot = match self.locate(c.session, c.order_id, &c.orig_cl_ord_id) {
+        let slot = match self.locate(c.order_id, keys) {
             Ok(s) => s,
             Err((reason, id)) => {
                 self.cl_ord_ids.put(vacant, key, OrderId(0));
@@ -1028,7 +1080,7 @@ impl Engine {
         }));
     }
 
-    fn on_replace(&mut self, c: &ReplaceOrder, out: &mut Vec<Event>) {
+    fn on_replace(&mut self, c: &ReplaceOrder, keys: Keys, out: &mut Vec<Event>) {
         let reject = |this: &mut Engine,
                       found: Option<Slot>,
                       id: OrderId,
@@ -1048,14 +1100,14 @@ impl Engine {
                 out,
             )
         };
-        let key = ClKey::new(c.session, &c.cl_ord_id);
+        let key = keys.own;
         let vacant = match self.cl_ord_ids.probe(key) {
             Probe::Found => {
                 return reject(self, None, c.order_id, RejectReason::DuplicateClOrdId, out);
             }
             Probe::Vacant(v) => v,
         };
-        let slot = match self.locate(c.session, c.order_id, &c.orig_cl_ord_id) {
+        let slot = match self.locate(c.order_id, keys) {
             Ok(s) => s,
             Err((reason, id)) => {
                 self.cl_ord_ids.put(vacant, key, OrderId(0));
