@@ -1020,6 +1020,48 @@ fn to_engine(cmd: &Command, ids: &std::collections::HashMap<u64, OrderId>) -> Co
     c
 }
 
+/// Quantity accounting per order, from the events alone: every fill adds up to the cum
+/// quantity reported, and an order that stops working has filled + cancelled = ordered.
+#[derive(Default)]
+struct Ledger {
+    filled: std::collections::HashMap<OrderId, u64>,
+}
+
+impl Ledger {
+    fn done(&self, order: &OrderView, canceled: u64) -> Result<(), String> {
+        let filled = self.filled.get(&order.order_id).copied().unwrap_or(0);
+        if filled != order.cum_qty || order.cum_qty + canceled != order.qty || order.leaves_qty != 0
+        {
+            return Err(format!(
+                "order {}: filled {filled} (cum {}) + cancelled {canceled} != ordered {}",
+                order.order_id, order.cum_qty, order.qty
+            ));
+        }
+        Ok(())
+    }
+
+    fn check(&mut self, e: &Event) -> Result<(), String> {
+        match e {
+            Event::Trade(t) => {
+                for f in [&t.maker, &t.taker] {
+                    let filled = self.filled.entry(f.order_id).or_default();
+                    *filled += t.qty;
+                    if *filled != f.cum_qty || f.cum_qty + f.leaves_qty != f.qty {
+                        return Err(format!(
+                            "order {}: fills {} but cum {} leaves {} qty {}",
+                            f.order_id, filled, f.cum_qty, f.leaves_qty, f.qty
+                        ));
+                    }
+                }
+            }
+            Event::Canceled(c) => self.done(&c.order, c.canceled_qty)?,
+            Event::Expired(x) => self.done(&x.order, x.order.qty - x.order.cum_qty)?,
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
 fn totals(e: &Engine) -> (i64, Vec<i64>) {
     let cash = (0..4).map(|a| e.balance(AccountId(a)).cash).sum();
     let shares = (0..2)
@@ -1054,6 +1096,7 @@ fn run(stp: &str, cmds: &[Command]) -> Result<(), TestCaseError> {
         }
     }
     let mut ids = std::collections::HashMap::new();
+    let mut ledger = Ledger::default();
     for (i, cmd) in setup.iter().chain(cmds).enumerate() {
         let before = totals(&engine);
         events.clear();
@@ -1062,6 +1105,9 @@ fn run(stp: &str, cmds: &[Command]) -> Result<(), TestCaseError> {
             if let Event::Accepted(a) = e {
                 ids.insert(a.order.order_id.sequence(), a.order.order_id);
             }
+        }
+        for e in &events {
+            ledger.check(e).map_err(TestCaseError::fail)?;
         }
         let got: Vec<Event> = events.iter().map(normalize).collect();
         let expected = model.apply(cmd);
