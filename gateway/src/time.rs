@@ -1,0 +1,171 @@
+//! UTC timestamps in FIX formats, and the clock the async shell reads.
+//!
+//! Time inside the session layer is a plain number (milliseconds since the Unix epoch) passed
+//! in by the caller, so the state machine is deterministic and testable.
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type Millis = i64;
+
+/// The current wall-clock time (the shell's only clock read).
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Civil date of a day count since 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn put2(out: &mut [u8], v: i64) {
+    out[0] = b'0' + (v / 10 % 10) as u8;
+    out[1] = b'0' + (v % 10) as u8;
+}
+
+/// Formats `YYYYMMDD-HH:MM:SS.sss`.
+pub fn format_utc_millis(ms: Millis) -> [u8; 21] {
+    let mut out = *b"00000000-00:00:00.000";
+    let secs = ms.div_euclid(1000);
+    let milli = ms.rem_euclid(1000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    put2(&mut out[0..2], y / 100);
+    put2(&mut out[2..4], y % 100);
+    put2(&mut out[4..6], m);
+    put2(&mut out[6..8], d);
+    put2(&mut out[9..11], sod / 3600);
+    put2(&mut out[12..14], sod / 60 % 60);
+    put2(&mut out[15..17], sod % 60);
+    out[18] = b'0' + (milli / 100) as u8;
+    out[19] = b'0' + (milli / 10 % 10) as u8;
+    out[20] = b'0' + (milli % 10) as u8;
+    out
+}
+
+/// Formats `YYYYMMDD-HH:MM:SS` (whole seconds).
+pub fn format_utc_seconds(ms: Millis) -> [u8; 17] {
+    let full = format_utc_millis(ms);
+    let mut out = [0u8; 17];
+    out.copy_from_slice(&full[..17]);
+    out
+}
+
+fn num(b: &[u8]) -> Option<i64> {
+    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(b.iter().fold(0i64, |a, &c| a * 10 + i64::from(c - b'0')))
+}
+
+/// Parses `YYYYMMDD` into days since the epoch.
+pub fn parse_date(b: &[u8]) -> Option<i64> {
+    if b.len() != 8 {
+        return None;
+    }
+    let (y, m, d) = (num(&b[0..4])?, num(&b[4..6])?, num(&b[6..8])?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    Some(days_from_civil(y, m, d))
+}
+
+/// Parses `HH:MM:SS[.f...]` into milliseconds since midnight.
+pub fn parse_time_only(b: &[u8]) -> Option<Millis> {
+    if b.len() < 8 || b[2] != b':' || b[5] != b':' {
+        return None;
+    }
+    let (h, mi, s) = (num(&b[0..2])?, num(&b[3..5])?, num(&b[6..8])?);
+    if h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let frac = match &b[8..] {
+        [] => 0,
+        [b'.', digits @ ..] if !digits.is_empty() && digits.len() <= 9 => {
+            let n = num(digits)?;
+            let scale = 10i64.pow(digits.len() as u32);
+            n * 1000 / scale
+        }
+        _ => return None,
+    };
+    Some(((h * 60 + mi) * 60 + s) * 1000 + frac)
+}
+
+/// Parses `YYYYMMDD-HH:MM:SS[.f...]` into milliseconds since the epoch.
+pub fn parse_utc_timestamp(b: &[u8]) -> Option<Millis> {
+    if b.len() < 17 || b[8] != b'-' {
+        return None;
+    }
+    let days = parse_date(&b[..8])?;
+    let t = parse_time_only(&b[9..])?;
+    Some(days * 86_400_000 + t)
+}
+
+/// Today's date in UTC as YYYYMMDD.
+pub fn yyyymmdd(ms: Millis) -> u32 {
+    let (y, m, d) = civil_from_days(ms.div_euclid(86_400_000));
+    (y * 10_000 + m * 100 + d) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_known_values() {
+        let t = parse_utc_timestamp(b"20240229-23:59:58.123").unwrap();
+        assert_eq!(&format_utc_millis(t), b"20240229-23:59:58.123");
+        assert_eq!(parse_utc_timestamp(b"19700101-00:00:00"), Some(0));
+        assert_eq!(
+            parse_utc_timestamp(b"20010101-00:00:00"),
+            Some(978_307_200_000)
+        );
+        assert_eq!(
+            parse_utc_timestamp(b"20240101-00:00:00.5"),
+            Some(1_704_067_200_500)
+        );
+        assert_eq!(
+            parse_utc_timestamp(b"20240101-00:00:00.123456789"),
+            Some(1_704_067_200_123)
+        );
+        for bad in [
+            &b"20240101"[..],
+            b"20241301-00:00:00",
+            b"20240101-24:00:00",
+            b"20240101 00:00:00",
+            b"20240101-00:00:00.",
+        ] {
+            assert_eq!(
+                parse_utc_timestamp(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(yyyymmdd(t), 20240229);
+        for ms in [0, 1, 86_399_999, 951_782_400_000, 4_102_444_800_000] {
+            assert_eq!(parse_utc_timestamp(&format_utc_millis(ms)), Some(ms));
+        }
+    }
+}
