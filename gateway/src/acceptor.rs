@@ -1,0 +1,268 @@
+//! The tokio shell around the session layer: one listener, a task per connection.
+//!
+//! A connection is bound to a configured session by its first message, which must be a Logon
+//! whose (BeginString, SenderCompID, TargetCompID) names a configured session that is not
+//! already connected; anything else closes the connection. Each session's state sits behind a
+//! short-held mutex so that other tasks (the engine's execution reports) can send through it;
+//! the connection task is woken to write. Outbound messages wait in the session's bounded queue:
+//! a counterparty that does not read is disconnected, and recovers by resend at its next logon.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+
+use crate::codec::{Framing, Message, frame, tags};
+use crate::session::{Application, Outgoing, Output, Session, SessionKey};
+use crate::time::now_millis;
+
+/// Largest message accepted, in bytes.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// How often timers run.
+const TICK: Duration = Duration::from_millis(100);
+
+struct SlotState {
+    session: Session,
+    /// The connection currently bound to the session, and its wake-up handle.
+    conn: Option<(u64, Arc<Notify>)>,
+}
+
+/// A configured session and the connection bound to it, if any.
+pub struct Slot {
+    state: Mutex<SlotState>,
+}
+
+impl Slot {
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        // A panic while holding the lock would be a bug; keep serving the other sessions.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The FIX acceptor.
+pub struct Acceptor<A: Application + Send + 'static> {
+    slots: HashMap<SessionKey, Arc<Slot>>,
+    app: Arc<Mutex<A>>,
+    next_conn: std::sync::atomic::AtomicU64,
+    shutdown: watch::Sender<bool>,
+}
+
+impl<A: Application + Send + 'static> Acceptor<A> {
+    /// An acceptor for these sessions.
+    pub fn new(sessions: Vec<Session>, app: Arc<Mutex<A>>) -> Arc<Acceptor<A>> {
+        let slots = sessions
+            .into_iter()
+            .map(|s| {
+                (
+                    s.key().clone(),
+                    Arc::new(Slot {
+                        state: Mutex::new(SlotState {
+                            session: s,
+                            conn: None,
+                        }),
+                    }),
+                )
+            })
+            .collect();
+        let (shutdown, _) = watch::channel(false);
+        Arc::new(Acceptor {
+            slots,
+            app,
+            next_conn: 0.into(),
+            shutdown,
+        })
+    }
+
+    /// The application.
+    pub fn app(&self) -> &Arc<Mutex<A>> {
+        &self.app
+    }
+
+    /// Sends an application message on a session (stored for resend if it is offline).
+    pub fn send(&self, key: &SessionKey, msg: &Outgoing) -> bool {
+        let Some(slot) = self.slots.get(key) else {
+            return false;
+        };
+        let mut st = slot.lock();
+        st.session.send_app(now_millis(), msg);
+        if let Some((_, n)) = &st.conn {
+            n.notify_one();
+        }
+        true
+    }
+
+    /// Whether a session is logged on.
+    pub fn is_logged_on(&self, key: &SessionKey) -> bool {
+        self.slots
+            .get(key)
+            .is_some_and(|s| s.lock().session.is_logged_on())
+    }
+
+    /// Accepts connections until shutdown.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let mut stop = self.shutdown.subscribe();
+        loop {
+            tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((sock, peer)) => {
+                        tracing::debug!(%peer, "connection");
+                        let me = Arc::clone(&self);
+                        tokio::spawn(async move { me.connection(sock).await });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Logs out every connected session and waits (up to `grace`) for them to close.
+    pub async fn shutdown(&self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        let now = now_millis();
+        for slot in self.slots.values() {
+            let mut st = slot.lock();
+            st.session.logout(now, Some("exchange shutting down"));
+            if let Some((_, n)) = &st.conn {
+                n.notify_one();
+            }
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline {
+            if self.slots.values().all(|s| s.lock().conn.is_none()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Finds the session a first message names, if it may bind to this connection.
+    fn identify(&self, raw: &[u8]) -> Option<Arc<Slot>> {
+        let msg = Message::parse(raw).ok()?;
+        if msg.msg_type() != b"A" {
+            tracing::info!("first message is not a Logon; closing");
+            return None;
+        }
+        let key = SessionKey {
+            begin_string: String::from_utf8_lossy(msg.begin_string()).into_owned(),
+            sender_comp_id: msg.get_str(tags::TARGET_COMP_ID)?.to_string(),
+            target_comp_id: msg.get_str(tags::SENDER_COMP_ID)?.to_string(),
+        };
+        let slot = self.slots.get(&key);
+        if slot.is_none() {
+            tracing::info!(session = %key, "logon for an unknown session; closing");
+        }
+        slot.cloned()
+    }
+
+    async fn connection(self: Arc<Self>, mut sock: TcpStream) {
+        let _ = sock.set_nodelay(true);
+        let id = self
+            .next_conn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let notify = Arc::new(Notify::new());
+        let mut slot: Option<Arc<Slot>> = None;
+        let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+        let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let started = now_millis();
+        'conn: loop {
+            let mut read_buf = [0u8; 16 * 1024];
+            tokio::select! {
+                r = sock.read(&mut read_buf) => match r {
+                    Ok(0) | Err(_) => break 'conn,
+                    Ok(n) => buf.extend_from_slice(&read_buf[..n]),
+                },
+                _ = notify.notified() => {}
+                _ = tick.tick() => {
+                    match &slot {
+                        Some(s) => s.lock().session.on_timer(now_millis()),
+                        None if now_millis() - started > 10_000 => break 'conn,
+                        None => {}
+                    }
+                }
+            }
+            // Handle every complete frame in the buffer.
+            let mut consumed = 0;
+            loop {
+                match frame(&buf[consumed..], MAX_MESSAGE) {
+                    Framing::Frame(r) => {
+                        let (start, end) = (consumed + r.start, consumed + r.end);
+                        let raw = &buf[start..end];
+                        if slot.is_none() {
+                            let Some(s) = self.identify(raw) else {
+                                break 'conn;
+                            };
+                            let mut st = s.lock();
+                            if st.conn.is_some() {
+                                tracing::info!(session = %st.session.key(), "session already connected; closing the new connection");
+                                break 'conn;
+                            }
+                            st.conn = Some((id, Arc::clone(&notify)));
+                            st.session.on_connect(now_millis());
+                            drop(st);
+                            slot = Some(s);
+                        }
+                        let s = slot.as_ref().expect("bound above");
+                        let mut st = s.lock();
+                        let mut app = self.app.lock().unwrap_or_else(|e| e.into_inner());
+                        st.session.on_message(now_millis(), raw, &mut *app);
+                        consumed = end;
+                    }
+                    Framing::NeedMore { discard } => {
+                        consumed += discard;
+                        break;
+                    }
+                    Framing::Garbled { discard } => {
+                        if slot.is_none() {
+                            break 'conn;
+                        }
+                        consumed += discard;
+                    }
+                }
+            }
+            buf.drain(..consumed);
+            // Write what the session produced.
+            let mut disconnect = false;
+            if let Some(s) = &slot {
+                let mut st = s.lock();
+                while let Some(o) = st.session.poll() {
+                    match o {
+                        Output::Send(b) => out.extend_from_slice(&b),
+                        Output::Disconnect => {
+                            disconnect = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            if !out.is_empty() {
+                if sock.write_all(&out).await.is_err() {
+                    break 'conn;
+                }
+                out.clear();
+            }
+            if disconnect {
+                break 'conn;
+            }
+        }
+        let _ = sock.shutdown().await;
+        if let Some(s) = slot {
+            let mut st = s.lock();
+            if st.conn.as_ref().is_some_and(|(c, _)| *c == id) {
+                st.conn = None;
+                let mut app = self.app.lock().unwrap_or_else(|e| e.into_inner());
+                st.session.on_disconnect(&mut *app);
+                tracing::info!(session = %st.session.key(), "disconnected");
+            }
+        }
+    }
+}
