@@ -125,7 +125,7 @@ proptest! {
         s.on_connect(0);
         let mut e = Encoder::new();
         e.start(b"A").uint(34, 1).str(49, "C").str(52, "20261123-00:00:00").str(56, "EXCH").str(98, "0").str(108, "30");
-        s.on_message(0, &e.finish(b"FIX.4.4").to_vec(), &mut Echo);
+        s.on_message(0, e.finish(b"FIX.4.4"), &mut Echo);
         for (i, (mt, fs, noise)) in msgs.iter().enumerate() {
             let mut e = Encoder::new();
             e.start(mt).uint(34, i as u64 + 2).str(49, "C").str(52, "20261123-00:00:00").str(56, "EXCH");
