@@ -6,14 +6,6 @@ cd "$(dirname "$0")/.."
 # The end-to-end tests start the exchange binary built beside them.
 cargo build --workspace --bins
 
-# Most end-to-end tests wait on sockets and timers, not the CPU: run more at once than there
-# are cores.
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast --test-threads 12
-else
-  cargo test --workspace --no-fail-fast -- --test-threads 12
-fi
-
 # A short fuzzing run of the FIX parser and the session state machine. cargo-fuzz needs
 # nightly-only compiler flags, which RUSTC_BOOTSTRAP allows on the stable toolchain.
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -23,3 +15,11 @@ for target in parser session; do
   (cd gateway && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time=20 -print_final_stats=0 2>&1 | tail -n 3)
   echo "fuzz $target: no crash in 20 s"
 done
+
+# Most end-to-end tests wait on sockets and timers, not the CPU: run more at once than there
+# are cores.
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast --test-threads 12
+else
+  cargo test --workspace --no-fail-fast -- --test-threads 12
+fi
