@@ -3,6 +3,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Installs Debian/Ubuntu packages for the commands that are missing.
+need() {
+  local missing=()
+  while [ $# -gt 0 ]; do
+    command -v "$1" >/dev/null 2>&1 || missing+=("$2")
+    shift 2
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# quickfix-rs (the bundled FIX clients and the interop tests) builds QuickFIX C++ with cmake.
+need cmake cmake c++ g++
+
 # The end-to-end tests start the exchange binary built beside them.
 cargo build --workspace --bins
 

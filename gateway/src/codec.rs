@@ -11,9 +11,7 @@ use std::ops::Range;
 
 use nom::IResult;
 use nom::Parser;
-use nom::bytes::complete::{tag as ntag, take, take_till};
-use nom::character::complete::digit1;
-use nom::combinator::opt;
+use nom::bytes::complete::{tag as ntag, take};
 
 /// The field separator.
 pub const SOH: u8 = 0x01;
@@ -86,6 +84,10 @@ const DATA_FIELDS: [(Tag, Tag); 16] = [
 ];
 
 fn data_tag_for(length_tag: Tag) -> Option<Tag> {
+    // Runs once per field, so a range test rejects almost every tag before the table search.
+    if !(90..=621).contains(&length_tag) {
+        return None;
+    }
     DATA_FIELDS
         .iter()
         .find(|(l, _)| *l == length_tag)
@@ -237,17 +239,49 @@ pub enum Garbled {
     },
 }
 
-fn field_head(input: &[u8]) -> IResult<&[u8], (bool, &[u8])> {
-    let (input, minus) = opt(ntag(&b"-"[..])).parse(input)?;
-    let (input, tag) = digit1(input)?;
-    let (input, _) = ntag(&b"="[..])(input)?;
-    Ok((input, (minus.is_some(), tag)))
+/// `tag=`: an optionally negative decimal tag and the equals sign. Written out by hand (in
+/// nom's parser shape) because it runs once per field: the generic integer parser costs twice
+/// as much.
+fn field_head(input: &[u8]) -> IResult<&[u8], Tag> {
+    let err = || nom::Err::Error(nom::error::Error::new(input, nom::error::ErrorKind::Digit));
+    let (neg, digits) = match input.first() {
+        Some(b'-') => (true, &input[1..]),
+        _ => (false, input),
+    };
+    // At most ten digits fit the u64 accumulator without overflow; the range check follows.
+    let mut v: u64 = 0;
+    let mut i = 0;
+    while let Some(&c) = digits.get(i) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 || i == 10 {
+            break;
+        }
+        v = v * 10 + u64::from(d);
+        i += 1;
+    }
+    if i == 0 || v > i32::MAX as u64 || digits.get(i) != Some(&b'=') {
+        return Err(err());
+    }
+    let tag = if neg { -(v as Tag) } else { v as Tag };
+    Ok((&digits[i + 1..], tag))
 }
 
-fn plain_value(input: &[u8]) -> IResult<&[u8], &[u8]> {
-    let (input, value) = take_till(|c| c == SOH)(input)?;
-    let (input, _) = ntag(&[SOH][..])(input)?;
-    Ok((input, value))
+/// The index of the first SOH in `b`. Field values are short (a handful of bytes), where a
+/// word-at-a-time scan beats a call into a vectorised search.
+#[inline]
+fn find_soh(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])) ^ ONES;
+        let hit = w.wrapping_sub(ONES) & !w & HIGHS;
+        if hit != 0 {
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b[i..].iter().position(|&c| c == SOH).map(|p| i + p)
 }
 
 fn data_value(len: usize) -> impl FnMut(&[u8]) -> IResult<&[u8], &[u8]> {
@@ -260,10 +294,8 @@ fn data_value(len: usize) -> impl FnMut(&[u8]) -> IResult<&[u8], &[u8]> {
 
 /// The arithmetic sum of bytes modulo 256, as FIX CheckSum defines it.
 pub fn checksum(bytes: &[u8]) -> u32 {
-    bytes
-        .iter()
-        .fold(0u32, |a, &b| a.wrapping_add(u32::from(b)))
-        % 256
+    // Summing in u8 lanes is exact modulo 256 and lets the loop use the widest vector adds.
+    u32::from(bytes.iter().fold(0u8, |a, &b| a.wrapping_add(b)))
 }
 
 /// Splits a framed message into fields and checks its structure, BodyLength and CheckSum.
@@ -271,36 +303,37 @@ pub fn checksum(bytes: &[u8]) -> u32 {
 /// `fields` is cleared and refilled; values borrow from `msg`.
 pub fn parse<'a>(msg: &'a [u8], fields: &mut Vec<Field<'a>>) -> Result<(), Garbled> {
     fields.clear();
-    let mut input = msg;
-    let mut pending_data: Option<(Tag, usize)> = None;
-    let mut body_start = 0;
+    let mut pos = 0;
+    // A data field's tag and length, armed by its length field; no real tag is i32::MIN.
+    let mut data_tag = Tag::MIN;
+    let mut data_len = 0;
     let mut cks_start = 0;
-    while !input.is_empty() {
-        let offset = msg.len() - input.len();
-        let (rest, (minus, digits)) =
-            field_head(input).map_err(|_| Garbled::MalformedField(offset))?;
-        let magnitude = parse_uint(digits)
-            .filter(|&t| t <= i32::MAX as u64)
-            .ok_or(Garbled::MalformedField(offset))? as Tag;
-        let tag = if minus { -magnitude } else { magnitude };
-        let (rest, value) = match pending_data.take() {
-            Some((data_tag, len)) if data_tag == tag => data_value(len)(rest),
-            _ => plain_value(rest),
-        }
-        .map_err(|_| Garbled::MalformedField(offset))?;
-        if let Some(data_tag) = data_tag_for(tag)
+    while pos < msg.len() {
+        let (rest, tag) = field_head(&msg[pos..]).map_err(|_| Garbled::MalformedField(pos))?;
+        let value_start = msg.len() - rest.len();
+        let (value, next) = if tag == data_tag {
+            let (after, v) =
+                data_value(data_len)(rest).map_err(|_| Garbled::MalformedField(pos))?;
+            (v, msg.len() - after.len())
+        } else {
+            let end = find_soh(rest).ok_or(Garbled::MalformedField(pos))?;
+            (&rest[..end], value_start + end + 1)
+        };
+        // A data field must follow its length field at once.
+        data_tag = Tag::MIN;
+        if let Some(d) = data_tag_for(tag)
             && let Some(len) = parse_uint(value)
         {
-            pending_data = Some((data_tag, len as usize));
+            (data_tag, data_len) = (d, len as usize);
         }
         if tag == tags::CHECK_SUM {
-            cks_start = offset;
+            if cks_start != 0 {
+                return Err(Garbled::NoCheckSum);
+            }
+            cks_start = pos;
         }
         fields.push(Field { tag, value });
-        if fields.len() == 2 {
-            body_start = msg.len() - rest.len();
-        }
-        input = rest;
+        pos = next;
     }
     let n = fields.len();
     if n < 4
@@ -310,12 +343,13 @@ pub fn parse<'a>(msg: &'a [u8], fields: &mut Vec<Field<'a>>) -> Result<(), Garbl
     {
         return Err(Garbled::BadHeaderStart);
     }
-    if fields[n - 1].tag != tags::CHECK_SUM
-        || fields[..n - 1].iter().any(|f| f.tag == tags::CHECK_SUM)
-    {
+    if fields[n - 1].tag != tags::CHECK_SUM {
         return Err(Garbled::NoCheckSum);
     }
     let declared = parse_uint(fields[1].value).unwrap_or(u64::MAX) as usize;
+    // The body starts right after BodyLength's delimiter.
+    let body_start =
+        fields[1].value.as_ptr() as usize - msg.as_ptr() as usize + fields[1].value.len() + 1;
     let actual = cks_start - body_start;
     if declared != actual {
         return Err(Garbled::BodyLength { declared, actual });
@@ -476,6 +510,55 @@ pub fn write_uint(out: &mut Vec<u8>, mut v: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte-at-a-time reading of a field head, as the specification states it.
+    fn slow_head(b: &[u8]) -> Option<(Tag, usize)> {
+        let eq = b.iter().position(|&c| c == b'=')?;
+        let digits = &b[..eq];
+        if digits.is_empty() || digits.len() > 10 || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let v: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+        (v <= i32::MAX as u64).then_some((v as Tag, eq + 1))
+    }
+
+    #[test]
+    fn word_at_a_time_scans_agree_with_byte_loops() {
+        let mut inputs: Vec<Vec<u8>> = Vec::new();
+        for tag in (0..20_000).chain([99_999, 1_234_567, 9_999_999, 12_345_678]) {
+            inputs.push(format!("{tag}=x\x01pad").into_bytes());
+            inputs.push(format!("{tag:05}=\x01").into_bytes());
+        }
+        for bad in [
+            "1a=x\x01pad",
+            "=1\x01pad",
+            "12:=x\x01pad",
+            "/9=x\x01ab",
+            "9/=abcdef",
+        ] {
+            inputs.push(bad.as_bytes().to_vec());
+        }
+        for input in &inputs {
+            let head = field_head(input)
+                .ok()
+                .map(|(rest, t)| (t, input.len() - rest.len()));
+            assert_eq!(
+                head,
+                slow_head(input),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+            let soh = input.iter().position(|&c| c == SOH);
+            assert_eq!(find_soh(input), soh);
+        }
+        for len in 0..40 {
+            let mut b = vec![b'7'; len];
+            assert_eq!(find_soh(&b), None);
+            b.push(SOH);
+            b.extend_from_slice(b"9\x01");
+            assert_eq!(find_soh(&b), Some(len));
+        }
+    }
 
     fn soh(s: &str) -> Vec<u8> {
         s.replace('|', "\x01").into_bytes()
