@@ -14,6 +14,7 @@ pub mod command;
 pub mod config;
 pub mod event;
 pub mod hash;
+pub mod journal;
 mod index;
 pub mod machine;
 mod prefetch;
