@@ -232,7 +232,10 @@ pub fn scan(
         }
         let version = u32::from_le_bytes(data[8..12].try_into().unwrap_or_default());
         if version != VERSION {
-            return Err(corrupt(8, format!("format version {version}, expected {VERSION}")));
+            return Err(corrupt(
+                8,
+                format!("format version {version}, expected {VERSION}"),
+            ));
         }
         if let Some(e) = expected
             && *first != e
@@ -259,13 +262,17 @@ pub fn scan(
                     off += len;
                 }
                 Err(reason) => {
-                    let valid_after = (off + 1..data.len()).any(|p| decode_record(&data[p..]).is_ok());
+                    let valid_after =
+                        (off + 1..data.len()).any(|p| decode_record(&data[p..]).is_ok());
                     if !last || valid_after {
                         return Err(corrupt(off, reason));
                     }
                     rec.truncated_bytes = (data.len() - off) as u64;
                     if repair {
-                        let file = OpenOptions::new().write(true).open(path).map_err(io_err(path))?;
+                        let file = OpenOptions::new()
+                            .write(true)
+                            .open(path)
+                            .map_err(io_err(path))?;
                         file.set_len(off as u64).map_err(io_err(path))?;
                         file.sync_all().map_err(io_err(path))?;
                     }
@@ -365,9 +372,7 @@ impl Journal {
     /// records are now on stable storage.
     pub fn commit(&mut self) -> Result<bool, JournalError> {
         if !self.buf.is_empty() {
-            self.file
-                .write_all(&self.buf)
-                .map_err(io_err(&self.path))?;
+            self.file.write_all(&self.buf).map_err(io_err(&self.path))?;
             self.len += self.buf.len() as u64;
             self.buf.clear();
             self.dirty = true;
@@ -567,7 +572,10 @@ mod tests {
             "10ms".parse(),
             Ok(SyncPolicy::Interval(Duration::from_millis(10)))
         );
-        assert_eq!("2s".parse(), Ok(SyncPolicy::Interval(Duration::from_secs(2))));
+        assert_eq!(
+            "2s".parse(),
+            Ok(SyncPolicy::Interval(Duration::from_secs(2)))
+        );
         assert!("often".parse::<SyncPolicy>().is_err());
     }
 }

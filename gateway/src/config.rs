@@ -48,6 +48,23 @@ pub struct AcceptorConfig {
     pub store_sync: bool,
 }
 
+/// The exchange's own dictionaries from `fix-specs/`, built into the binary: a session names
+/// one as `builtin:FIX44.xml`, `builtin:FIXT11.xml` or `builtin:FIX50SP2.xml`.
+pub const BUILTIN_DICTIONARIES: [(&str, &str); 3] = [
+    ("FIX44.xml", include_str!("../../fix-specs/FIX44.xml")),
+    ("FIXT11.xml", include_str!("../../fix-specs/FIXT11.xml")),
+    ("FIX50SP2.xml", include_str!("../../fix-specs/FIX50SP2.xml")),
+];
+
+/// The XML of a `builtin:` dictionary path.
+pub fn builtin_dictionary(p: &Path) -> Option<&'static str> {
+    let name = p.to_str()?.strip_prefix("builtin:")?;
+    BUILTIN_DICTIONARIES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, xml)| *xml)
+}
+
 fn default_address() -> String {
     "0.0.0.0".into()
 }
@@ -166,7 +183,7 @@ impl GatewayConfig {
             .into_iter()
             .flatten()
             {
-                if p.is_relative() {
+                if p.is_relative() && builtin_dictionary(p).is_none() {
                     *p = base.join(&*p);
                 }
             }
@@ -184,7 +201,11 @@ impl GatewayConfig {
             if let Some(d) = cache.get(p) {
                 return Ok(d.clone());
             }
-            let d = Dictionary::load(p).map_err(|source| ConfigError::Dictionary {
+            let d = match builtin_dictionary(p) {
+                Some(xml) => Dictionary::parse(xml),
+                None => Dictionary::load(p),
+            }
+            .map_err(|source| ConfigError::Dictionary {
                 session: session.into(),
                 source,
             })?;

@@ -7,6 +7,8 @@
 //! - [`acceptor`]: the tokio shell: listener, connections, timers.
 //! - [`config`]: TOML configuration with QuickFIX-like per-session keys.
 //! - [`auth`]: password hashes for credentials.
+//! - [`reports`]: engine events as ExecutionReports and OrderCancelRejects.
+//! - [`exchange`]: the running exchange: order entry, sequencer and journal, engine, reports.
 //! - [`at`]: QuickFIX's acceptance-test application.
 //! - [`time`]: UTC timestamps in FIX formats.
 
@@ -16,6 +18,8 @@ pub mod auth;
 pub mod codec;
 pub mod config;
 pub mod dictionary;
+pub mod exchange;
+pub mod reports;
 pub mod session;
 pub mod store;
 pub mod time;

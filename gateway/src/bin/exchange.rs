@@ -16,7 +16,30 @@ use gateway::store::FileStore;
 #[command(name = "exchange", version, about = "A FIX-first stock exchange")]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Options of the exchange itself (no subcommand).
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Exchange configuration (TOML); the embedded default when absent.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Instrument universe and limits (TOML); the embedded 100 symbols when absent.
+    #[arg(long)]
+    instruments: Option<PathBuf>,
+    /// Data directory (journal, session stores), overriding the configuration's.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// FIX port, overriding the configuration's (0 picks a free port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Journal sync policy (batch, none, or an interval such as 10ms), overriding the
+    /// configuration's.
+    #[arg(long)]
+    journal_sync: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -33,10 +56,37 @@ enum Command {
         #[arg(long)]
         data: PathBuf,
     },
+    /// Operator tools for the journal.
+    Journal {
+        #[command(subcommand)]
+        action: JournalAction,
+    },
     /// Prints the salted hash of a password, for session and API credentials.
     HashPassword {
         /// The password.
         password: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum JournalAction {
+    /// Checks every record (CRC, sequence, decoding) without changing anything.
+    Verify {
+        /// The exchange's data directory.
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+    },
+    /// Prints records as text.
+    Dump {
+        /// The exchange's data directory.
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// First sequence id to print.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Records to print at most.
+        #[arg(long)]
+        limit: Option<u64>,
     },
 }
 
@@ -52,11 +102,19 @@ fn init_logging(default: &str) {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::AtServer {
+        None => {
+            init_logging("info");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(run_exchange(cli.run))
+        }
+        Some(Command::Journal { action }) => journal(action),
+        Some(Command::AtServer {
             port,
             dictionaries,
             data,
-        } => {
+        }) => {
             init_logging("warn");
             let text = gateway::at::config_toml(port, &dictionaries, &data);
             let config = GatewayConfig::from_toml(&text, &std::env::current_dir()?)?;
@@ -65,7 +123,7 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(run_at(config))
         }
-        Command::HashPassword { password } => {
+        Some(Command::HashPassword { password }) => {
             let mut salt = [0u8; 16];
             std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut salt)
                 .context("reading a random salt")?;
@@ -76,6 +134,115 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn journal(action: JournalAction) -> anyhow::Result<()> {
+    use std::io::Write;
+    match action {
+        JournalAction::Verify { data } => {
+            let dir = gateway::exchange::journal_dir(&data);
+            let (mut first, mut last) = (None, 0);
+            let r = engine::journal::scan(&dir, false, |r| {
+                first.get_or_insert(r.seq);
+                last = r.seq;
+            })?;
+            println!(
+                "{}: {} records in {} segments, sequence {}..={}{}",
+                dir.display(),
+                r.records,
+                r.segments,
+                first.unwrap_or(0),
+                last,
+                if r.truncated_bytes > 0 {
+                    format!(
+                        "; a torn tail of {} bytes will be cut at the next start",
+                        r.truncated_bytes
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            Ok(())
+        }
+        JournalAction::Dump { data, from, limit } => {
+            let dir = gateway::exchange::journal_dir(&data);
+            let out = std::io::stdout();
+            let mut out = std::io::BufWriter::new(out.lock());
+            let mut printed = 0u64;
+            let mut result = Ok(());
+            engine::journal::scan(&dir, false, |r| {
+                if r.seq < from || limit.is_some_and(|l| printed >= l) || result.is_err() {
+                    return;
+                }
+                printed += 1;
+                result = writeln!(out, "{} {} {:?}", r.seq, r.timestamp, r.command);
+            })?;
+            result?;
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
+async fn run_exchange(args: RunArgs) -> anyhow::Result<()> {
+    use gateway::exchange::Exchange;
+    use gateway::exchange::config::{DEFAULT_EXCHANGE_TOML, ExchangeConfig};
+    let cwd = std::env::current_dir()?;
+    let mut config = match &args.config {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let base = p.parent().map_or(cwd.clone(), |b| cwd.join(b));
+            ExchangeConfig::from_toml(&text, &base)?
+        }
+        None => ExchangeConfig::from_toml(DEFAULT_EXCHANGE_TOML, &cwd)?,
+    };
+    if let Some(d) = args.data {
+        let d = cwd.join(d);
+        config.acceptor.store_path = d.join("sessions");
+        config.exchange.data_dir = d;
+    }
+    if let Some(p) = args.port {
+        config.acceptor.port = p;
+    }
+    if let Some(s) = args.journal_sync {
+        config.exchange.journal_sync = s;
+    }
+    let engine_config = match &args.instruments {
+        Some(p) => engine::EngineConfig::from_toml(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )?,
+        None => engine::EngineConfig::default_universe(),
+    };
+    let mut exchange = Exchange::start(&config, engine_config)?;
+    let addr = format!("{}:{}", config.acceptor.address, config.acceptor.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        data = %config.exchange.data_dir.display(),
+        sessions = config.sessions.len(),
+        "exchange started"
+    );
+    eprintln!("exchange listening for FIX on {local}");
+    let acceptor = Arc::clone(&exchange.acceptor);
+    let serve = tokio::spawn(Arc::clone(&acceptor).serve(listener));
+    let failed = async {
+        while !exchange.failed() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        _ = failed => tracing::error!("engine failed; shutting down"),
+    }
+    acceptor.shutdown(Duration::from_secs(3)).await;
+    serve.abort();
+    let failed = exchange.failed();
+    tokio::task::spawn_blocking(move || exchange.stop()).await?;
+    anyhow::ensure!(!failed, "the engine stopped on an error");
+    Ok(())
 }
 
 async fn run_at(config: GatewayConfig) -> anyhow::Result<()> {

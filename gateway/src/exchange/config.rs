@@ -1,0 +1,252 @@
+//! The exchange's configuration: runtime parameters, accounts and FIX sessions, in TOML.
+//!
+//! The embedded default (`gateway/exchange.toml`) is what `exchange` runs with when no
+//! `--config` is given.
+
+use std::path::{Path, PathBuf};
+
+use engine::journal::SyncPolicy;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use crate::config::{AcceptorConfig, ConfigError, GatewayConfig, SessionConfig};
+
+/// The embedded default configuration.
+pub const DEFAULT_EXCHANGE_TOML: &str = include_str!("../../exchange.toml");
+
+/// Runtime parameters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Where the journal and the session stores live.
+    pub data_dir: PathBuf,
+    /// Journal sync policy: `batch`, `none` or an interval (`10ms`).
+    #[serde(default = "default_sync")]
+    pub journal_sync: String,
+    /// Journal segment size in MiB.
+    #[serde(default = "default_segment_mb")]
+    pub journal_segment_mb: u64,
+    /// Orders one session may send per second.
+    #[serde(default = "default_rate")]
+    pub max_orders_per_second: u32,
+    /// Commands waiting for the engine.
+    #[serde(default = "default_queue")]
+    pub engine_queue: usize,
+}
+
+fn default_sync() -> String {
+    "batch".into()
+}
+fn default_segment_mb() -> u64 {
+    256
+}
+fn default_rate() -> u32 {
+    100_000
+}
+fn default_queue() -> usize {
+    65_536
+}
+
+/// A trading account and its opening balances.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// The name clients put in Account (1).
+    pub name: String,
+    /// Cash deposited when the journal is empty, as a decimal amount.
+    #[serde(default)]
+    pub cash: Decimal,
+    /// Shares of every instrument deposited when the journal is empty.
+    #[serde(default)]
+    pub shares: u64,
+}
+
+/// `count` identical sessions named `prefix001`, `prefix002`, ..., each with its own account
+/// of the same name (for load generation and tests).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionGroup {
+    /// Name prefix of the TargetCompIDs, usernames (lower case) and accounts.
+    pub prefix: String,
+    /// Number of sessions.
+    pub count: u32,
+    /// BeginString.
+    #[serde(rename = "BeginString")]
+    pub begin_string: String,
+    /// DataDictionary.
+    #[serde(rename = "DataDictionary")]
+    pub data_dictionary: PathBuf,
+    /// The shared password's hash.
+    #[serde(rename = "PasswordHash")]
+    pub password_hash: String,
+    /// Opening cash of each account.
+    #[serde(default)]
+    pub cash: Decimal,
+    /// Opening shares of each instrument in each account.
+    #[serde(default)]
+    pub shares: u64,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeConfig {
+    /// Runtime parameters.
+    pub exchange: Params,
+    /// The FIX listener.
+    pub acceptor: AcceptorConfig,
+    /// Accounts.
+    #[serde(rename = "account", default)]
+    pub accounts: Vec<AccountConfig>,
+    /// FIX sessions.
+    #[serde(rename = "session", default)]
+    pub sessions: Vec<SessionConfig>,
+    /// Groups of generated sessions.
+    #[serde(rename = "session_group", default)]
+    pub session_groups: Vec<SessionGroup>,
+}
+
+impl ExchangeConfig {
+    /// Parses a configuration; relative paths are taken from `base`, and `data_dir` and the
+    /// session store path can be overridden.
+    pub fn from_toml(text: &str, base: &Path) -> Result<ExchangeConfig, ConfigError> {
+        let mut c: ExchangeConfig = toml::from_str(text)?;
+        if c.exchange.data_dir.is_relative() {
+            c.exchange.data_dir = base.join(&c.exchange.data_dir);
+        }
+        for g in std::mem::take(&mut c.session_groups) {
+            for i in 1..=g.count {
+                let name = format!("{}{i:03}", g.prefix);
+                c.accounts.push(AccountConfig {
+                    name: name.clone(),
+                    cash: g.cash,
+                    shares: g.shares,
+                });
+                c.sessions.push(SessionConfig {
+                    begin_string: g.begin_string.clone(),
+                    sender_comp_id: "EXCH".into(),
+                    target_comp_id: name.clone(),
+                    data_dictionary: Some(g.data_dictionary.clone()),
+                    transport_dictionary: None,
+                    app_dictionary: None,
+                    default_appl_ver_id: None,
+                    reset_on_logon: false,
+                    heartbeat_min: 1,
+                    heartbeat_max: 300,
+                    max_latency: 120,
+                    username: Some(name.to_lowercase()),
+                    password_hash: Some(g.password_hash.clone()),
+                    accounts: vec![name],
+                    role: None,
+                });
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for a in &c.accounts {
+            if !seen.insert(a.name.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "account {} is configured twice",
+                    a.name
+                )));
+            }
+            if a.cash < Decimal::ZERO {
+                return Err(ConfigError::Invalid(format!(
+                    "account {}: negative cash",
+                    a.name
+                )));
+            }
+        }
+        for s in &c.sessions {
+            for a in &s.accounts {
+                if !seen.contains(a.as_str()) {
+                    return Err(ConfigError::Invalid(format!(
+                        "session {}: unknown account {a}",
+                        s.target_comp_id
+                    )));
+                }
+            }
+        }
+        c.sync_policy()?;
+        // Session stores live under the data directory.
+        if c.acceptor.store_path.is_relative() {
+            c.acceptor.store_path = c.exchange.data_dir.join(&c.acceptor.store_path);
+        }
+        for s in &mut c.sessions {
+            for p in [
+                &mut s.data_dictionary,
+                &mut s.transport_dictionary,
+                &mut s.app_dictionary,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if p.is_relative() && crate::config::builtin_dictionary(p).is_none() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    /// The embedded default.
+    pub fn embedded(base: &Path) -> ExchangeConfig {
+        ExchangeConfig::from_toml(DEFAULT_EXCHANGE_TOML, base)
+            .expect("the embedded configuration is valid")
+    }
+
+    /// The journal's sync policy.
+    pub fn sync_policy(&self) -> Result<SyncPolicy, ConfigError> {
+        self.exchange
+            .journal_sync
+            .parse()
+            .map_err(ConfigError::Invalid)
+    }
+
+    /// The session part, for the session layer.
+    pub fn gateway(&self) -> GatewayConfig {
+        GatewayConfig {
+            acceptor: self.acceptor.clone(),
+            sessions: self.sessions.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_configuration_resolves() {
+        let c = ExchangeConfig::embedded(Path::new("/x"));
+        assert_eq!(c.accounts.len(), 2 + 32);
+        assert_eq!(c.sessions.len(), 2 + 32);
+        assert_eq!(c.sessions[2].target_comp_id, "LOAD001");
+        assert_eq!(c.sessions[2].accounts, ["LOAD001"]);
+        assert_eq!(c.acceptor.store_path, Path::new("/x/data/sessions"));
+        let sessions = c.gateway().resolve().unwrap();
+        assert!(sessions.iter().all(|s| s.settings.authenticator.is_some()));
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_with_a_reason() {
+        let base = DEFAULT_EXCHANGE_TOML;
+        let cases = [
+            (
+                base.replace("journal_sync = \"batch\"", "journal_sync = \"often\""),
+                "journal sync",
+            ),
+            (
+                base.replace("Accounts = [\"DEMO1\"]", "Accounts = [\"NOPE\"]"),
+                "unknown account NOPE",
+            ),
+            (
+                base.replace("name = \"DEMO2\"", "name = \"DEMO1\""),
+                "twice",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = ExchangeConfig::from_toml(&text, Path::new("/x")).unwrap_err();
+            assert!(err.to_string().contains(want), "{err}");
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The running exchange: FIX sessions -> order entry -> sequencer and journal -> engine ->
+//! execution reports.
+//!
+//! Threads: tokio runs the sessions; one engine thread owns the journal and the engine; one
+//! report thread turns events into FIX messages for their sessions.
+//!
+//! The engine thread takes the commands waiting in its bounded queue as a batch, stamps each
+//! with the next sequence id and the batch's timestamp, writes them to the journal and syncs
+//! them (group commit), and only then applies them: nothing is reported that the journal could
+//! lose. At start-up the journal is replayed into a fresh engine. The report thread records,
+//! in `delivered`, the last sequence id whose reports are in the session stores; reports of
+//! later commands are re-delivered after a crash, flagged PossResend (97=Y), so a client gets
+//! every report at least once and can tell a repeat by its ExecID.
+
+pub mod config;
+pub mod order_entry;
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context;
+use engine::command::{Asset, CloseTrading, OpenTrading, Transfer};
+use engine::config::decimal_to_units;
+use engine::journal::{Journal, JournalOptions};
+use engine::types::{AccountId, SessionId};
+use engine::{Command, Engine, EngineConfig, Event};
+
+use crate::acceptor::Acceptor;
+use crate::reports::{Names, render, tag};
+use crate::session::{Outgoing, Session, SessionKey};
+use crate::store::FileStore;
+use crate::time::{now_millis, yyyymmdd};
+use config::ExchangeConfig;
+use order_entry::{OrderEntry, SessionInfo};
+
+/// Commands the engine thread takes in one group commit at most.
+const MAX_BATCH: usize = 4096;
+
+/// An event with the sequence id and timestamp of the command that caused it.
+#[derive(Clone, Copy, Debug)]
+pub struct Stamped {
+    /// The command's sequence id.
+    pub seq: u64,
+    /// The command's timestamp, ns since the Unix epoch.
+    pub timestamp: i64,
+    /// The event.
+    pub event: Event,
+}
+
+/// A group commit's events.
+struct Batch {
+    last_seq: u64,
+    events: Vec<Stamped>,
+}
+
+/// A running exchange.
+pub struct Exchange {
+    /// The FIX acceptor.
+    pub acceptor: Arc<Acceptor<OrderEntry>>,
+    stop: Arc<AtomicBool>,
+    failed: Arc<AtomicBool>,
+    engine_thread: Option<JoinHandle<()>>,
+    report_thread: Option<JoinHandle<()>>,
+    /// Journal records replayed at start-up.
+    pub recovered: u64,
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// The last sequence id whose reports reached the session stores.
+struct Watermark {
+    file: File,
+}
+
+impl Watermark {
+    fn open(path: &Path) -> anyhow::Result<(Watermark, u64)> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let mut b = [0u8; 12];
+        let seq = match file.read_exact_at(&mut b, 0) {
+            Ok(()) => {
+                let seq = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
+                let crc = u32::from_le_bytes(b[8..].try_into().unwrap_or_default());
+                if crc32c::crc32c(&b[..8]) == crc {
+                    seq
+                } else {
+                    // A torn update: re-deliver everything; PossResend makes it harmless.
+                    tracing::warn!("report watermark unreadable; re-delivering all reports");
+                    0
+                }
+            }
+            Err(_) => 0,
+        };
+        Ok((Watermark { file }, seq))
+    }
+
+    fn set(&self, seq: u64) {
+        let mut b = [0u8; 12];
+        b[..8].copy_from_slice(&seq.to_le_bytes());
+        let crc = crc32c::crc32c(&b[..8]);
+        b[8..].copy_from_slice(&crc.to_le_bytes());
+        if let Err(e) = self.file.write_all_at(&b, 0) {
+            tracing::error!(error = %e, "cannot record delivered reports");
+        }
+    }
+}
+
+/// Where the exchange keeps its files under the data directory.
+pub fn journal_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("journal")
+}
+
+impl Exchange {
+    /// Recovers from the journal and starts the engine and report threads. Sessions accept
+    /// connections once [`Acceptor::serve`] runs on a listener.
+    pub fn start(config: &ExchangeConfig, engine_config: EngineConfig) -> anyhow::Result<Exchange> {
+        let data = &config.exchange.data_dir;
+        std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+        anyhow::ensure!(
+            config.accounts.len() <= engine_config.limits.max_accounts as usize,
+            "{} accounts configured but the engine holds {}",
+            config.accounts.len(),
+            engine_config.limits.max_accounts
+        );
+        let names = Names {
+            accounts: config.accounts.iter().map(|a| a.name.clone()).collect(),
+            symbols: engine_config
+                .instruments
+                .iter()
+                .map(|i| i.symbol.clone())
+                .collect(),
+        };
+        let account_ids: HashMap<&str, AccountId> = config
+            .accounts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.name.as_str(), AccountId(i as u32)))
+            .collect();
+
+        // Sessions, each with its store.
+        let mut sessions = Vec::new();
+        let mut infos = HashMap::new();
+        let mut keys: Vec<SessionKey> = Vec::new();
+        for (i, s) in config.gateway().resolve()?.into_iter().enumerate() {
+            let k = s.settings.key.clone();
+            let dir = config.acceptor.store_path.join(format!(
+                "{}-{}-{}",
+                k.begin_string, k.sender_comp_id, k.target_comp_id
+            ));
+            let store = FileStore::open(&dir, config.acceptor.store_sync)
+                .with_context(|| format!("opening {}", dir.display()))?;
+            let accounts = s
+                .config
+                .accounts
+                .iter()
+                .map(|a| (a.clone(), account_ids[a.as_str()]))
+                .collect();
+            infos.insert(k.clone(), SessionInfo::new(SessionId(i as u32), accounts));
+            keys.push(k);
+            sessions.push(Session::new(s.settings, s.dictionaries, Box::new(store)));
+        }
+        let (tx, rx) = sync_channel::<Command>(config.exchange.engine_queue.max(1));
+        let symbols: Vec<_> = engine_config
+            .instruments
+            .iter()
+            .map(|i| (i.symbol.clone(), i.id))
+            .collect();
+        let entry = OrderEntry::new(
+            infos,
+            symbols,
+            tx.clone(),
+            config.exchange.max_orders_per_second,
+        );
+        let acceptor = Acceptor::new(sessions, Arc::new(Mutex::new(entry)));
+
+        // Recovery: replay the journal; re-deliver what may not have reached the sessions.
+        let (watermark, delivered) = Watermark::open(&data.join("delivered"))?;
+        let mut engine = Engine::new(engine_config.clone());
+        let mut events = Vec::new();
+        let mut reports = Vec::new();
+        let mut redelivered = 0u64;
+        let options = JournalOptions {
+            sync: config.sync_policy()?,
+            segment_bytes: config.exchange.journal_segment_mb.max(1) << 20,
+        };
+        let started = std::time::Instant::now();
+        let (journal, recovery) = Journal::open(&journal_dir(data), options, |r| {
+            engine.apply(&r.command, &mut events);
+            if r.seq > delivered {
+                for e in events.iter() {
+                    render(e, r.timestamp, &names, &mut reports);
+                }
+                for (sid, mut msg) in reports.drain(..) {
+                    msg.fields.push((tag::POSS_RESEND, b"Y".to_vec()));
+                    acceptor.send(&keys[sid.0 as usize], &msg);
+                    redelivered += 1;
+                }
+            }
+            events.clear();
+        })?;
+        let last = journal.next_seq() - 1;
+        watermark.set(last);
+        tracing::info!(
+            records = recovery.records,
+            segments = recovery.segments,
+            torn_bytes = recovery.truncated_bytes,
+            redelivered,
+            state_hash = format_args!("{:016x}", engine.state_hash()),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "journal replayed"
+        );
+
+        // First start: fund the configured accounts. Every start: open today's session.
+        let mut boot = Vec::new();
+        if recovery.records == 0 {
+            for (i, a) in config.accounts.iter().enumerate() {
+                let account = AccountId(i as u32);
+                let cash = decimal_to_units(a.cash)
+                    .with_context(|| format!("account {}: cash {}", a.name, a.cash))?;
+                if cash > 0 {
+                    boot.push(Command::Deposit(Transfer {
+                        account,
+                        asset: Asset::Cash,
+                        amount: cash,
+                    }));
+                }
+                if a.shares > 0 {
+                    for ins in &engine_config.instruments {
+                        boot.push(Command::Deposit(Transfer {
+                            account,
+                            asset: Asset::Shares(ins.id),
+                            amount: a.shares as i64,
+                        }));
+                    }
+                }
+            }
+        }
+        let today = yyyymmdd(now_millis());
+        if engine.is_open() && engine.trading_day() != today {
+            boot.push(Command::CloseTrading(CloseTrading {}));
+        }
+        if !engine.is_open() || engine.trading_day() != today {
+            boot.push(Command::OpenTrading(OpenTrading { trading_day: today }));
+        }
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let failed = Arc::new(AtomicBool::new(false));
+        let (out_tx, out_rx) = sync_channel::<Batch>(256);
+        let engine_thread = {
+            let (stop, failed) = (Arc::clone(&stop), Arc::clone(&failed));
+            std::thread::Builder::new()
+                .name("engine".into())
+                .spawn(move || {
+                    if let Err(e) = run_engine(engine, journal, boot, rx, out_tx, &stop) {
+                        tracing::error!(error = %e, "engine stopped: the journal cannot be written");
+                        failed.store(true, Ordering::SeqCst);
+                    }
+                })?
+        };
+        let report_thread = {
+            let acceptor = Arc::clone(&acceptor);
+            std::thread::Builder::new()
+                .name("reports".into())
+                .spawn(move || run_reports(out_rx, &acceptor, &keys, &names, &watermark))?
+        };
+        drop(tx);
+        Ok(Exchange {
+            acceptor,
+            stop,
+            failed,
+            engine_thread: Some(engine_thread),
+            report_thread: Some(report_thread),
+            recovered: recovery.records,
+        })
+    }
+
+    /// Whether the engine stopped on an error (the exchange must not go on accepting orders).
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Stops the engine after the commands already queued, and waits for the last reports.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.engine_thread.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.report_thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run_engine(
+    mut engine: Engine,
+    mut journal: Journal,
+    boot: Vec<Command>,
+    rx: Receiver<Command>,
+    out: SyncSender<Batch>,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let mut batch: Vec<Command> = boot;
+    let mut events = Vec::new();
+    let mut last_ts = 0i64;
+    loop {
+        if batch.is_empty() {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(c) => batch.push(c),
+                Err(RecvTimeoutError::Timeout) => {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        // The sequencer: gap-free ids, a timestamp that never goes back.
+        let ts = now_ns().max(last_ts);
+        last_ts = ts;
+        let first = journal.next_seq();
+        for c in &batch {
+            journal.append(ts, c);
+        }
+        journal.commit()?;
+        let mut stamped = Vec::with_capacity(batch.len() * 2);
+        for (i, c) in batch.drain(..).enumerate() {
+            engine.apply(&c, &mut events);
+            let seq = first + i as u64;
+            stamped.extend(events.drain(..).map(|event| Stamped {
+                seq,
+                timestamp: ts,
+                event,
+            }));
+        }
+        let last_seq = journal.next_seq() - 1;
+        if out
+            .send(Batch {
+                last_seq,
+                events: stamped,
+            })
+            .is_err()
+        {
+            break;
+        }
+    }
+    journal.sync()?;
+    Ok(())
+}
+
+fn run_reports(
+    rx: Receiver<Batch>,
+    acceptor: &Acceptor<OrderEntry>,
+    keys: &[SessionKey],
+    names: &Names,
+    watermark: &Watermark,
+) {
+    let mut reports: Vec<(SessionId, Outgoing)> = Vec::new();
+    for batch in rx {
+        for s in &batch.events {
+            render(&s.event, s.timestamp, names, &mut reports);
+            for (sid, msg) in reports.drain(..) {
+                if let Some(k) = keys.get(sid.0 as usize) {
+                    acceptor.send(k, &msg);
+                }
+            }
+        }
+        watermark.set(batch.last_seq);
+    }
+}

@@ -1,0 +1,380 @@
+//! Order entry: FIX NewOrderSingle, OrderCancelRequest and OrderCancelReplaceRequest validated,
+//! checked against the session's entitlements and rate limit, and normalized into binary
+//! engine commands.
+//!
+//! Everything refused here is answered at once (an ExecutionReport or OrderCancelReject with
+//! the reason); everything else goes to the engine thread, whose events produce the reports.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::time::Instant;
+
+use engine::command::{CancelOrder, NewOrder, ReplaceOrder};
+use engine::config::decimal_to_units;
+use engine::types::{
+    AccountId, ClOrdId, OrdType, OrderId, Price, Qty, SessionId, Side, SymbolId, TimeInForce,
+};
+use engine::{Command, RejectReason};
+use rust_decimal::Decimal;
+
+use crate::codec::{Message, Tag};
+use crate::reports::{gateway_cancel_reject, gateway_reject, tag};
+use crate::session::{AppReject, Application, Outgoing, SessionKey};
+
+/// A token bucket: `rate` orders a second, bursts up to one second's worth.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// What order entry knows about one session.
+#[derive(Debug)]
+pub struct SessionInfo {
+    /// The engine's id for the session.
+    pub id: SessionId,
+    /// Accounts the session may trade, by name.
+    pub accounts: Vec<(String, AccountId)>,
+    bucket: Bucket,
+}
+
+impl SessionInfo {
+    /// A session entitled to these accounts.
+    pub fn new(id: SessionId, accounts: Vec<(String, AccountId)>) -> SessionInfo {
+        SessionInfo {
+            id,
+            accounts,
+            bucket: Bucket {
+                tokens: f64::MAX,
+                last: Instant::now(),
+            },
+        }
+    }
+}
+
+/// The order-entry application behind every trading session.
+pub struct OrderEntry {
+    sessions: HashMap<SessionKey, SessionInfo>,
+    symbols: HashMap<Vec<u8>, SymbolId>,
+    tx: SyncSender<Command>,
+    rate: f64,
+    epoch_ns: i64,
+    rejects: u64,
+}
+
+/// A refusal before the engine: reason and text.
+type Refusal = (RejectReason, &'static str);
+
+impl OrderEntry {
+    /// Order entry for these sessions and symbols (ticker, id), sending commands on `tx`;
+    /// each session may send `rate` orders a second.
+    pub fn new(
+        sessions: HashMap<SessionKey, SessionInfo>,
+        symbols: impl IntoIterator<Item = (String, SymbolId)>,
+        tx: SyncSender<Command>,
+        rate: u32,
+    ) -> OrderEntry {
+        OrderEntry {
+            sessions,
+            symbols: symbols
+                .into_iter()
+                .map(|(s, id)| (s.into_bytes(), id))
+                .collect(),
+            tx,
+            rate: f64::from(rate.max(1)),
+            epoch_ns: now_ns(),
+            rejects: 0,
+        }
+    }
+
+    fn exec_id(&mut self) -> String {
+        self.rejects += 1;
+        format!("G{}-{}", self.epoch_ns, self.rejects)
+    }
+
+    fn admit(&mut self, key: &SessionKey) -> bool {
+        let rate = self.rate;
+        let Some(s) = self.sessions.get_mut(key) else {
+            return false;
+        };
+        let now = Instant::now();
+        let b = &mut s.bucket;
+        b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(rate);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn account(&self, key: &SessionKey, msg: &Message<'_>) -> Result<AccountId, Refusal> {
+        let s = self
+            .sessions
+            .get(key)
+            .ok_or((RejectReason::NotEntitled, "session may not trade"))?;
+        match msg.get(tag::ACCOUNT) {
+            Some(name) => s
+                .accounts
+                .iter()
+                .find(|(n, _)| n.as_bytes() == name)
+                .map(|(_, id)| *id)
+                .ok_or((
+                    RejectReason::NotEntitled,
+                    "this session may not trade for that account",
+                )),
+            None if s.accounts.len() == 1 => Ok(s.accounts[0].1),
+            None => Err((
+                RejectReason::UnknownAccount,
+                "Account (1) is required: this session trades for several accounts",
+            )),
+        }
+    }
+
+    fn symbol(&self, msg: &Message<'_>) -> Result<SymbolId, Refusal> {
+        msg.get(tag::SYMBOL)
+            .and_then(|s| self.symbols.get(s))
+            .copied()
+            .ok_or((RejectReason::UnknownSymbol, "unknown symbol"))
+    }
+
+    fn send(&self, cmd: Command) -> Result<(), Refusal> {
+        match self.tx.try_send(cmd) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err((
+                RejectReason::CapacityExceeded,
+                "exchange busy: order queue full, try again",
+            )),
+            Err(TrySendError::Disconnected(_)) => {
+                Err((RejectReason::CapacityExceeded, "exchange shutting down"))
+            }
+        }
+    }
+
+    fn new_order(&mut self, key: &SessionKey, msg: &Message<'_>) -> Result<(), Refusal> {
+        if !self.admit(key) {
+            return Err((
+                RejectReason::RateLimited,
+                "order rate limit exceeded for this session",
+            ));
+        }
+        let session = self.sessions[key].id;
+        let account = self.account(key, msg)?;
+        let cl_ord_id = cl_ord_id(msg, tag::CL_ORD_ID)?;
+        let symbol = self.symbol(msg)?;
+        let side = side(msg)?;
+        let qty = qty(msg)?;
+        let ord_type = match msg.get(tag::ORD_TYPE) {
+            Some(b"1") => OrdType::Market,
+            Some(b"2") => OrdType::Limit,
+            _ => {
+                return Err((
+                    RejectReason::UnsupportedOrderType,
+                    "only market (1) and limit (2) orders are supported",
+                ));
+            }
+        };
+        let price = match ord_type {
+            OrdType::Limit => price(msg)?,
+            OrdType::Market => 0,
+        };
+        let tif = match msg.get(tag::TIME_IN_FORCE) {
+            None | Some(b"0") => TimeInForce::Day,
+            Some(b"1") => TimeInForce::Gtc,
+            Some(b"3") => TimeInForce::Ioc,
+            Some(b"4") => TimeInForce::Fok,
+            Some(_) => {
+                return Err((
+                    RejectReason::UnsupportedOrderType,
+                    "TimeInForce must be Day (0), GTC (1), IOC (3) or FOK (4)",
+                ));
+            }
+        };
+        self.send(Command::NewOrder(NewOrder {
+            session,
+            account,
+            cl_ord_id,
+            symbol,
+            side,
+            ord_type,
+            tif,
+            price,
+            qty,
+        }))
+    }
+
+    fn cancel_or_replace(
+        &mut self,
+        key: &SessionKey,
+        msg: &Message<'_>,
+        replace: bool,
+    ) -> Result<(), Refusal> {
+        if !self.admit(key) {
+            return Err((
+                RejectReason::RateLimited,
+                "order rate limit exceeded for this session",
+            ));
+        }
+        let session = self.sessions[key].id;
+        let account = self.account(key, msg)?;
+        let cl_ord_id = cl_ord_id(msg, tag::CL_ORD_ID)?;
+        let orig_cl_ord_id = cl_ord_id_opt(msg, tag::ORIG_CL_ORD_ID)?;
+        let order_id = match msg.get(tag::ORDER_ID) {
+            None | Some(b"NONE") => OrderId(0),
+            Some(v) => OrderId(
+                std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or((RejectReason::UnknownOrder, "unknown OrderID"))?,
+            ),
+        };
+        if order_id.0 == 0 && orig_cl_ord_id.is_empty() {
+            return Err((
+                RejectReason::UnknownOrder,
+                "OrigClOrdID or OrderID is required",
+            ));
+        }
+        let symbol = self.symbol(msg)?;
+        let side = side(msg)?;
+        let cmd = if replace {
+            if msg.get(tag::ORD_TYPE) != Some(b"2") {
+                return Err((
+                    RejectReason::InvalidReplace,
+                    "only limit orders can be replaced",
+                ));
+            }
+            Command::Replace(ReplaceOrder {
+                session,
+                account,
+                cl_ord_id,
+                orig_cl_ord_id,
+                order_id,
+                symbol,
+                side,
+                price: price(msg)?,
+                qty: qty(msg)?,
+            })
+        } else {
+            Command::Cancel(CancelOrder {
+                session,
+                account,
+                cl_ord_id,
+                orig_cl_ord_id,
+                order_id,
+                symbol,
+                side,
+            })
+        };
+        self.send(cmd)
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+fn cl_ord_id_opt(msg: &Message<'_>, t: Tag) -> Result<ClOrdId, Refusal> {
+    match msg.get(t) {
+        None => Ok(ClOrdId::EMPTY),
+        Some(v) => ClOrdId::from_bytes(v).ok_or((
+            RejectReason::InvalidAmount,
+            "ClOrdID longer than 40 characters",
+        )),
+    }
+}
+
+fn cl_ord_id(msg: &Message<'_>, t: Tag) -> Result<ClOrdId, Refusal> {
+    let id = cl_ord_id_opt(msg, t)?;
+    if id.is_empty() {
+        return Err((RejectReason::InvalidAmount, "ClOrdID is required"));
+    }
+    Ok(id)
+}
+
+fn side(msg: &Message<'_>) -> Result<Side, Refusal> {
+    match msg.get(tag::SIDE) {
+        Some(b"1") => Ok(Side::Buy),
+        Some(b"2") => Ok(Side::Sell),
+        _ => Err((
+            RejectReason::UnsupportedOrderType,
+            "Side must be buy (1) or sell (2)",
+        )),
+    }
+}
+
+fn decimal(msg: &Message<'_>, t: Tag) -> Option<Decimal> {
+    std::str::from_utf8(msg.get(t)?).ok()?.parse().ok()
+}
+
+fn qty(msg: &Message<'_>) -> Result<Qty, Refusal> {
+    let bad = (
+        RejectReason::InvalidQuantity,
+        "OrderQty must be a positive whole number of shares",
+    );
+    let d = decimal(msg, tag::ORDER_QTY).ok_or(bad)?;
+    if d <= Decimal::ZERO || d.fract() != Decimal::ZERO {
+        return Err(bad);
+    }
+    u64::try_from(d).map_err(|_| bad)
+}
+
+fn price(msg: &Message<'_>) -> Result<Price, Refusal> {
+    let bad = (
+        RejectReason::InvalidPrice,
+        "Price must be a positive decimal with at most 4 places",
+    );
+    let d = decimal(msg, tag::PRICE).ok_or(bad)?;
+    match decimal_to_units(d) {
+        Some(u) if u > 0 => Ok(u),
+        _ => Err(bad),
+    }
+}
+
+impl Application for OrderEntry {
+    fn on_app_message(
+        &mut self,
+        key: &SessionKey,
+        msg: &Message<'_>,
+        reply: &mut Vec<Outgoing>,
+    ) -> Result<(), AppReject> {
+        let get = |t| msg.get(t).unwrap_or_default();
+        match msg.msg_type() {
+            b"D" => {
+                if let Err((reason, text)) = self.new_order(key, msg) {
+                    let id = self.exec_id();
+                    reply.push(gateway_reject(
+                        &id,
+                        get(tag::CL_ORD_ID),
+                        get(tag::ACCOUNT),
+                        get(tag::SYMBOL),
+                        get(tag::SIDE),
+                        reason,
+                        text,
+                        now_ns(),
+                    ));
+                }
+                Ok(())
+            }
+            t @ (b"F" | b"G") => {
+                let replace = t == b"G";
+                if let Err((reason, text)) = self.cancel_or_replace(key, msg, replace) {
+                    reply.push(gateway_cancel_reject(
+                        get(tag::CL_ORD_ID),
+                        get(tag::ORIG_CL_ORD_ID),
+                        get(tag::ORDER_ID),
+                        get(tag::ACCOUNT),
+                        replace,
+                        reason,
+                        text,
+                        now_ns(),
+                    ));
+                }
+                Ok(())
+            }
+            _ => Err(AppReject::UnsupportedMessageType),
+        }
+    }
+}

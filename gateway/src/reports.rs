@@ -1,0 +1,412 @@
+//! Engine events as FIX messages: ExecutionReport (8) and OrderCancelReject (9).
+//!
+//! Pure functions of an event, its sequencer timestamp and the names of accounts and symbols,
+//! so a report rendered at replay is byte for byte the report rendered live.
+
+use engine::event::{Fill, OrderView};
+use engine::types::{OrdStatus, OrdType, OrderId, PRICE_SCALE, Side, TimeInForce};
+use engine::{Event, RejectReason};
+
+use crate::codec::Tag;
+use crate::session::Outgoing;
+use crate::time::format_utc_millis;
+
+/// The names the engine's dense ids stand for.
+#[derive(Clone, Debug, Default)]
+pub struct Names {
+    /// Account names by `AccountId`.
+    pub accounts: Vec<String>,
+    /// Ticker symbols by `SymbolId`.
+    pub symbols: Vec<String>,
+}
+
+impl Names {
+    fn account(&self, id: u32) -> &str {
+        self.accounts.get(id as usize).map_or("", String::as_str)
+    }
+    fn symbol(&self, id: u16) -> &str {
+        self.symbols
+            .get(usize::from(id))
+            .map_or("?", String::as_str)
+    }
+}
+
+/// FIX tags the reports use.
+#[allow(missing_docs)]
+pub mod tag {
+    use crate::codec::Tag;
+    pub const ACCOUNT: Tag = 1;
+    pub const AVG_PX: Tag = 6;
+    pub const CL_ORD_ID: Tag = 11;
+    pub const CUM_QTY: Tag = 14;
+    pub const EXEC_ID: Tag = 17;
+    pub const LAST_PX: Tag = 31;
+    pub const LAST_QTY: Tag = 32;
+    pub const ORDER_ID: Tag = 37;
+    pub const ORDER_QTY: Tag = 38;
+    pub const ORD_STATUS: Tag = 39;
+    pub const ORD_TYPE: Tag = 40;
+    pub const ORIG_CL_ORD_ID: Tag = 41;
+    pub const POSS_DUP: Tag = 43;
+    pub const PRICE: Tag = 44;
+    pub const SIDE: Tag = 54;
+    pub const SYMBOL: Tag = 55;
+    pub const TEXT: Tag = 58;
+    pub const TIME_IN_FORCE: Tag = 59;
+    pub const TRANSACT_TIME: Tag = 60;
+    pub const POSS_RESEND: Tag = 97;
+    pub const CXL_REJ_REASON: Tag = 102;
+    pub const ORD_REJ_REASON: Tag = 103;
+    pub const EXEC_TYPE: Tag = 150;
+    pub const LEAVES_QTY: Tag = 151;
+    pub const CXL_REJ_RESPONSE_TO: Tag = 434;
+    pub const COPY_MSG_INDICATOR: Tag = 797;
+    pub const LAST_LIQUIDITY_IND: Tag = 851;
+    pub const TRD_MATCH_ID: Tag = 880;
+    pub const AGGRESSOR_INDICATOR: Tag = 1057;
+}
+
+/// A price in units as FIX decimal text (`100.1`, `25`, `0.0005`).
+pub fn fmt_price(units: i64) -> String {
+    let sign = if units < 0 { "-" } else { "" };
+    let u = units.unsigned_abs();
+    let scale = PRICE_SCALE as u64;
+    let (int, frac) = (u / scale, u % scale);
+    if frac == 0 {
+        return format!("{sign}{int}");
+    }
+    let mut f = format!("{frac:04}");
+    while f.ends_with('0') {
+        f.pop();
+    }
+    format!("{sign}{int}.{f}")
+}
+
+/// AvgPx: the cost over the quantity, to six decimal places.
+fn fmt_avg(cum_cost: u64, cum_qty: u64) -> String {
+    if cum_qty == 0 {
+        return "0".into();
+    }
+    let avg = rust_decimal::Decimal::from(cum_cost)
+        / rust_decimal::Decimal::from(cum_qty)
+        / rust_decimal::Decimal::from(PRICE_SCALE);
+    avg.round_dp(6).normalize().to_string()
+}
+
+/// A sequencer timestamp as a FIX UTCTimestamp with milliseconds.
+fn format_utc_nanos(ns: i64) -> String {
+    String::from_utf8_lossy(&format_utc_millis(ns.div_euclid(1_000_000))).into_owned()
+}
+
+/// FIX OrdStatus (39).
+pub fn ord_status(s: OrdStatus) -> &'static [u8] {
+    match s {
+        OrdStatus::New => b"0",
+        OrdStatus::PartiallyFilled => b"1",
+        OrdStatus::Filled => b"2",
+        OrdStatus::Canceled => b"4",
+        OrdStatus::Replaced => b"5",
+        OrdStatus::Rejected => b"8",
+        OrdStatus::Expired => b"C",
+    }
+}
+
+fn side(s: Side) -> &'static [u8] {
+    match s {
+        Side::Buy => b"1",
+        Side::Sell => b"2",
+    }
+}
+
+fn ord_type(t: OrdType) -> &'static [u8] {
+    match t {
+        OrdType::Market => b"1",
+        OrdType::Limit => b"2",
+    }
+}
+
+fn tif(t: TimeInForce) -> &'static [u8] {
+    match t {
+        TimeInForce::Day => b"0",
+        TimeInForce::Gtc => b"1",
+        TimeInForce::Ioc => b"3",
+        TimeInForce::Fok => b"4",
+    }
+}
+
+fn order_id(id: OrderId) -> Vec<u8> {
+    if id.0 == 0 {
+        b"NONE".to_vec()
+    } else {
+        id.0.to_string().into_bytes()
+    }
+}
+
+/// Builds one message's field list.
+struct Fields(Vec<(Tag, Vec<u8>)>);
+
+impl Fields {
+    fn put(&mut self, tag: Tag, v: impl Into<Vec<u8>>) -> &mut Self {
+        self.0.push((tag, v.into()));
+        self
+    }
+    fn num(&mut self, tag: Tag, v: u64) -> &mut Self {
+        self.put(tag, v.to_string())
+    }
+}
+
+/// Who gets a report: the engine's session id and the message.
+pub type Report = (engine::types::SessionId, Outgoing);
+
+/// The ExecutionReport and OrderCancelReject messages an event produces, in order.
+pub fn render(event: &Event, timestamp_ns: i64, names: &Names, out: &mut Vec<Report>) {
+    let time = format_utc_nanos(timestamp_ns);
+    match event {
+        Event::Accepted(e) => out.push(order_report(&e.order, b"0", None, None, &time, names)),
+        Event::Replaced(e) => out.push(order_report(
+            &e.order,
+            b"5",
+            Some(e.orig_cl_ord_id.as_bytes()),
+            None,
+            &time,
+            names,
+        )),
+        Event::Canceled(e) => {
+            let orig = (!e.orig_cl_ord_id.is_empty()).then(|| e.orig_cl_ord_id.as_bytes());
+            let text = (e.reason != engine::CancelReason::Requested).then(|| e.reason.text());
+            out.push(order_report(&e.order, b"4", orig, text, &time, names));
+        }
+        Event::Expired(e) => out.push(order_report(
+            &e.order,
+            b"C",
+            None,
+            Some("Day order expired at the close"),
+            &time,
+            names,
+        )),
+        Event::Rejected(e) => {
+            let mut f = Fields(Vec::with_capacity(20));
+            f.put(tag::ORDER_ID, "NONE")
+                .put(tag::CL_ORD_ID, e.cl_ord_id.as_bytes())
+                .put(tag::EXEC_ID, e.exec_id.to_string())
+                .put(tag::EXEC_TYPE, "8")
+                .put(tag::ORD_STATUS, "8")
+                .num(
+                    tag::ORD_REJ_REASON,
+                    u64::from(e.reason.fix_ord_rej_reason()),
+                )
+                .put(tag::ACCOUNT, names.account(e.account.0))
+                .put(tag::SYMBOL, names.symbol(e.symbol.0))
+                .put(tag::SIDE, side(e.side))
+                .num(tag::ORDER_QTY, e.qty)
+                .put(tag::ORD_TYPE, ord_type(e.ord_type));
+            if e.ord_type == OrdType::Limit {
+                f.put(tag::PRICE, fmt_price(e.price));
+            }
+            f.put(tag::TIME_IN_FORCE, tif(e.tif))
+                .put(tag::LEAVES_QTY, "0")
+                .put(tag::CUM_QTY, "0")
+                .put(tag::AVG_PX, "0")
+                .put(tag::TRANSACT_TIME, time.as_bytes())
+                .put(tag::TEXT, e.reason.text());
+            out.push((e.session, outgoing(b"8", f)));
+        }
+        Event::Trade(t) => {
+            for (fill, taker) in [(&t.maker, false), (&t.taker, true)] {
+                let s = if taker {
+                    t.aggressor
+                } else {
+                    t.aggressor.opposite()
+                };
+                out.push(fill_report(
+                    fill, t.symbol.0, s, t.price, t.qty, t.trade_id, taker, &time, names,
+                ));
+            }
+        }
+        Event::CancelRejected(e) => {
+            let mut f = Fields(Vec::with_capacity(12));
+            f.put(tag::ORDER_ID, order_id(e.order_id))
+                .put(tag::CL_ORD_ID, e.cl_ord_id.as_bytes())
+                .put(tag::ORIG_CL_ORD_ID, e.orig_cl_ord_id.as_bytes())
+                .put(tag::ORD_STATUS, ord_status(e.status))
+                .put(tag::ACCOUNT, names.account(e.account.0))
+                .put(
+                    tag::CXL_REJ_RESPONSE_TO,
+                    if e.is_replace { "2" } else { "1" },
+                )
+                .num(
+                    tag::CXL_REJ_REASON,
+                    u64::from(e.reason.fix_cxl_rej_reason()),
+                )
+                .put(tag::TRANSACT_TIME, time.as_bytes())
+                .put(tag::TEXT, e.reason.text());
+            out.push((e.session, outgoing(b"9", f)));
+        }
+        Event::TradingStatus(_) | Event::Transfer(_) => {}
+    }
+}
+
+fn outgoing(msg_type: &[u8], f: Fields) -> Outgoing {
+    Outgoing {
+        msg_type: msg_type.to_vec(),
+        fields: f.0,
+    }
+}
+
+fn order_report(
+    o: &OrderView,
+    exec_type: &[u8],
+    orig: Option<&[u8]>,
+    text: Option<&str>,
+    time: &str,
+    names: &Names,
+) -> Report {
+    let mut f = Fields(Vec::with_capacity(22));
+    f.put(tag::ORDER_ID, order_id(o.order_id))
+        .put(tag::CL_ORD_ID, o.cl_ord_id.as_bytes());
+    if let Some(orig) = orig {
+        f.put(tag::ORIG_CL_ORD_ID, orig);
+    }
+    f.put(tag::EXEC_ID, o.exec_id.to_string())
+        .put(tag::EXEC_TYPE, exec_type)
+        .put(tag::ORD_STATUS, ord_status(o.status))
+        .put(tag::ACCOUNT, names.account(o.account.0))
+        .put(tag::SYMBOL, names.symbol(o.symbol.0))
+        .put(tag::SIDE, side(o.side))
+        .num(tag::ORDER_QTY, o.qty)
+        .put(tag::ORD_TYPE, ord_type(o.ord_type));
+    if o.ord_type == OrdType::Limit {
+        f.put(tag::PRICE, fmt_price(o.price));
+    }
+    f.put(tag::TIME_IN_FORCE, tif(o.tif))
+        .num(tag::LEAVES_QTY, o.leaves_qty)
+        .num(tag::CUM_QTY, o.cum_qty)
+        .put(tag::AVG_PX, fmt_avg(o.cum_cost, o.cum_qty))
+        .put(tag::TRANSACT_TIME, time);
+    if let Some(t) = text {
+        f.put(tag::TEXT, t);
+    }
+    (o.session, outgoing(b"8", f))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fill_report(
+    fill: &Fill,
+    symbol: u16,
+    s: Side,
+    price: i64,
+    qty: u64,
+    trade_id: u64,
+    taker: bool,
+    time: &str,
+    names: &Names,
+) -> Report {
+    let status = OrdStatus::working(fill.cum_qty, fill.leaves_qty);
+    let mut f = Fields(Vec::with_capacity(24));
+    f.put(tag::ORDER_ID, order_id(fill.order_id))
+        .put(tag::CL_ORD_ID, fill.cl_ord_id.as_bytes())
+        .put(tag::EXEC_ID, fill.exec_id.to_string())
+        .put(tag::EXEC_TYPE, "F")
+        .put(tag::ORD_STATUS, ord_status(status))
+        .put(tag::ACCOUNT, names.account(fill.account.0))
+        .put(tag::SYMBOL, names.symbol(symbol))
+        .put(tag::SIDE, side(s))
+        .num(tag::ORDER_QTY, fill.qty)
+        .put(tag::ORD_TYPE, ord_type(fill.ord_type));
+    if fill.ord_type == OrdType::Limit {
+        f.put(tag::PRICE, fmt_price(fill.price));
+    }
+    f.put(tag::TIME_IN_FORCE, tif(fill.tif))
+        .num(tag::LAST_QTY, qty)
+        .put(tag::LAST_PX, fmt_price(price))
+        .num(tag::TRD_MATCH_ID, trade_id)
+        .put(tag::LAST_LIQUIDITY_IND, if taker { "2" } else { "1" })
+        .put(tag::AGGRESSOR_INDICATOR, if taker { "Y" } else { "N" })
+        .num(tag::LEAVES_QTY, fill.leaves_qty)
+        .num(tag::CUM_QTY, fill.cum_qty)
+        .put(tag::AVG_PX, fmt_avg(fill.cum_cost, fill.cum_qty))
+        .put(tag::TRANSACT_TIME, time);
+    (fill.session, outgoing(b"8", f))
+}
+
+/// An ExecutionReport rejecting a new order before it reached the engine (entitlement, rate
+/// limit, malformed values).
+pub fn gateway_reject(
+    exec_id: &str,
+    cl_ord_id: &[u8],
+    account: &[u8],
+    symbol: &[u8],
+    side: &[u8],
+    reason: RejectReason,
+    text: &str,
+    time_ns: i64,
+) -> Outgoing {
+    let mut f = Fields(Vec::with_capacity(14));
+    f.put(tag::ORDER_ID, "NONE")
+        .put(tag::CL_ORD_ID, cl_ord_id)
+        .put(tag::EXEC_ID, exec_id)
+        .put(tag::EXEC_TYPE, "8")
+        .put(tag::ORD_STATUS, "8")
+        .num(tag::ORD_REJ_REASON, u64::from(reason.fix_ord_rej_reason()));
+    if !account.is_empty() {
+        f.put(tag::ACCOUNT, account);
+    }
+    f.put(tag::SYMBOL, if symbol.is_empty() { b"?" } else { symbol })
+        .put(tag::SIDE, if side.is_empty() { b"1" } else { side })
+        .put(tag::LEAVES_QTY, "0")
+        .put(tag::CUM_QTY, "0")
+        .put(tag::AVG_PX, "0")
+        .put(tag::TRANSACT_TIME, format_utc_nanos(time_ns))
+        .put(tag::TEXT, text);
+    outgoing(b"8", f)
+}
+
+/// An OrderCancelReject for a cancel or replace refused before it reached the engine.
+#[allow(clippy::too_many_arguments)]
+pub fn gateway_cancel_reject(
+    cl_ord_id: &[u8],
+    orig_cl_ord_id: &[u8],
+    order_id: &[u8],
+    account: &[u8],
+    is_replace: bool,
+    reason: RejectReason,
+    text: &str,
+    time_ns: i64,
+) -> Outgoing {
+    let mut f = Fields(Vec::with_capacity(10));
+    f.put(
+        tag::ORDER_ID,
+        if order_id.is_empty() {
+            b"NONE"
+        } else {
+            order_id
+        },
+    )
+    .put(tag::CL_ORD_ID, cl_ord_id)
+    .put(tag::ORIG_CL_ORD_ID, orig_cl_ord_id)
+    .put(tag::ORD_STATUS, "8");
+    if !account.is_empty() {
+        f.put(tag::ACCOUNT, account);
+    }
+    f.put(tag::CXL_REJ_RESPONSE_TO, if is_replace { "2" } else { "1" })
+        .num(tag::CXL_REJ_REASON, u64::from(reason.fix_cxl_rej_reason()))
+        .put(tag::TRANSACT_TIME, format_utc_nanos(time_ns))
+        .put(tag::TEXT, text);
+    outgoing(b"9", f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_print_as_short_decimals() {
+        assert_eq!(fmt_price(1_001_000), "100.1");
+        assert_eq!(fmt_price(250_000), "25");
+        assert_eq!(fmt_price(5), "0.0005");
+        assert_eq!(fmt_price(-12_345), "-1.2345");
+        assert_eq!(fmt_avg(1_001_000 * 3 + 1_001_100, 4), "100.1025");
+        assert_eq!(fmt_avg(10, 3), "0.000333");
+        assert_eq!(fmt_avg(0, 0), "0");
+    }
+}
