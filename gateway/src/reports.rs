@@ -331,6 +331,7 @@ fn fill_report(
 
 /// An ExecutionReport rejecting a new order before it reached the engine (entitlement, rate
 /// limit, malformed values).
+#[allow(clippy::too_many_arguments)]
 pub fn gateway_reject(
     exec_id: &str,
     cl_ord_id: &[u8],

@@ -188,3 +188,266 @@ impl Client {
         let _ = self.sock.shutdown(std::net::Shutdown::Both);
     }
 }
+
+/// Starts the exchange on a free port over `data`, with the embedded configuration or, when
+/// `config` is given, that TOML text (written into `data`). The data directory survives the
+/// process so a test can restart over it.
+pub fn start_exchange(data: &Path, config: Option<&str>) -> Server {
+    let mut cmd = Command::new(exchange_binary());
+    cmd.args(["--port", "0", "--data"]).arg(data);
+    if let Some(text) = config {
+        let path = data.join("exchange-test.toml");
+        std::fs::create_dir_all(data).expect("data dir");
+        std::fs::write(&path, text).expect("write config");
+        cmd.arg("--config").arg(path);
+    }
+    let mut child = cmd
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start exchange");
+    let port = read_port(&mut child);
+    Server {
+        child,
+        port,
+        data: data.to_path_buf(),
+    }
+}
+
+impl Server {
+    /// Kills the process with SIGKILL, leaving its data directory, and waits for it.
+    pub fn kill9(mut self) -> PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let data = std::mem::take(&mut self.data);
+        std::mem::forget(self);
+        data
+    }
+}
+
+/// A parsed FIX message with owned fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Msg {
+    /// MsgType.
+    pub msg_type: String,
+    /// Every field in wire order.
+    pub fields: Vec<(i32, String)>,
+}
+
+impl Msg {
+    fn parse(raw: &[u8]) -> Msg {
+        let m = gateway::codec::Message::parse(raw).expect("the exchange sends valid FIX");
+        Msg {
+            msg_type: String::from_utf8_lossy(m.msg_type()).into_owned(),
+            fields: m
+                .fields
+                .iter()
+                .map(|f| (f.tag, String::from_utf8_lossy(f.value).into_owned()))
+                .collect(),
+        }
+    }
+
+    /// The first value of a tag.
+    pub fn get(&self, tag: i32) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(t, _)| *t == tag)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of a tag, which must be there.
+    pub fn req(&self, tag: i32) -> &str {
+        self.get(tag)
+            .unwrap_or_else(|| panic!("tag {tag} missing from {self:?}"))
+    }
+}
+
+/// A FIX initiator session for tests: logs on, numbers what it sends, answers test requests,
+/// and hands over application messages.
+pub struct FixClient {
+    conn: Client,
+    begin: String,
+    sender: String,
+    target: String,
+    next_out: u64,
+    /// The next MsgSeqNum expected from the exchange.
+    pub next_in: u64,
+    enc: gateway::codec::Encoder,
+}
+
+impl FixClient {
+    /// Connects and logs on to the exchange as `sender` (FIX.4.4 unless `begin` says FIXT.1.1)
+    /// with a username and password; `reset` sends ResetSeqNumFlag.
+    pub fn logon(
+        port: u16,
+        begin: &str,
+        sender: &str,
+        user: &str,
+        password: &str,
+        reset: bool,
+    ) -> Result<FixClient, String> {
+        Self::logon_at(port, begin, sender, user, password, reset, 1, 1)
+    }
+
+    /// Like [`FixClient::logon`] with explicit sequence numbers (a client reconnecting).
+    #[allow(clippy::too_many_arguments)]
+    pub fn logon_at(
+        port: u16,
+        begin: &str,
+        sender: &str,
+        user: &str,
+        password: &str,
+        reset: bool,
+        next_out: u64,
+        next_in: u64,
+    ) -> Result<FixClient, String> {
+        let conn = Client::connect(port).map_err(|e| e.to_string())?;
+        let mut c = FixClient {
+            conn,
+            begin: begin.into(),
+            sender: sender.into(),
+            target: "EXCH".into(),
+            next_out,
+            next_in,
+            enc: gateway::codec::Encoder::new(),
+        };
+        let mut fields = vec![
+            (98, "0".to_string()),
+            (108, "30".to_string()),
+            (553, user.to_string()),
+            (554, password.to_string()),
+        ];
+        if reset {
+            fields.push((141, "Y".into()));
+        }
+        if begin == "FIXT.1.1" {
+            fields.push((1137, "9".into()));
+        }
+        c.send("A", &fields);
+        match c.conn.recv(Duration::from_secs(20)) {
+            Received::Message(raw) => {
+                let m = Msg::parse(&raw);
+                if m.msg_type != "A" {
+                    return Err(format!("logon answered with {m:?}"));
+                }
+                c.next_in = m.req(34).parse::<u64>().unwrap_or(0) + 1;
+                Ok(c)
+            }
+            other => Err(format!("no logon reply: {other:?}")),
+        }
+    }
+
+    /// Sends an application or session message with these body fields.
+    pub fn send(&mut self, msg_type: &str, fields: &[(i32, String)]) {
+        let now = gateway::time::format_utc_millis(gateway::time::now_millis());
+        self.enc
+            .start(msg_type.as_bytes())
+            .str(49, &self.sender)
+            .str(56, &self.target)
+            .uint(34, self.next_out)
+            .field(52, &now);
+        for (t, v) in fields {
+            self.enc.str(*t, v);
+        }
+        self.next_out += 1;
+        let bytes = self.enc.finish(self.begin.as_bytes()).to_vec();
+        self.conn.send(&bytes).expect("send");
+    }
+
+    /// The next application message (or Reject, Logout), answering heartbeats on the way.
+    pub fn recv(&mut self, timeout: Duration) -> Option<Msg> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.conn.recv(left) {
+                Received::Message(raw) => {
+                    let m = Msg::parse(&raw);
+                    let seq: u64 = m.req(34).parse().unwrap_or(0);
+                    if seq >= self.next_in {
+                        self.next_in = seq + 1;
+                    }
+                    match m.msg_type.as_str() {
+                        "0" => {}
+                        "4" => {
+                            if let Some(n) = m.get(36).and_then(|v| v.parse().ok()) {
+                                self.next_in = n;
+                            }
+                        }
+                        "1" => {
+                            let id = m.req(112).to_string();
+                            self.send("0", &[(112, id)]);
+                        }
+                        _ => return Some(m),
+                    }
+                }
+                Received::Closed | Received::Timeout => return None,
+            }
+        }
+    }
+
+    /// Waits for the next message of a type, failing the test if another application message
+    /// or nothing comes first.
+    pub fn expect(&mut self, msg_type: &str) -> Msg {
+        let m = self
+            .recv(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("no {msg_type} arrived"));
+        assert_eq!(m.msg_type, msg_type, "expected {msg_type}, got {m:?}");
+        m
+    }
+
+    /// Sends a limit NewOrderSingle.
+    pub fn limit(&mut self, cl: &str, account: &str, symbol: &str, side: u8, qty: u64, px: &str) {
+        self.new_order(cl, account, symbol, side, qty, Some(px), "0");
+    }
+
+    /// Sends a NewOrderSingle: limit when `px` is given, else market.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_order(
+        &mut self,
+        cl: &str,
+        account: &str,
+        symbol: &str,
+        side: u8,
+        qty: u64,
+        px: Option<&str>,
+        tif: &str,
+    ) {
+        let now = String::from_utf8_lossy(&gateway::time::format_utc_millis(
+            gateway::time::now_millis(),
+        ))
+        .into_owned();
+        let mut f = vec![
+            (11, cl.to_string()),
+            (1, account.to_string()),
+            (55, symbol.to_string()),
+            (54, side.to_string()),
+            (60, now),
+            (38, qty.to_string()),
+            (40, if px.is_some() { "2" } else { "1" }.to_string()),
+            (59, tif.to_string()),
+        ];
+        if let Some(p) = px {
+            f.push((44, p.to_string()));
+        }
+        self.send("D", &f);
+    }
+
+    /// The MsgSeqNum the next message sent will carry.
+    pub fn next_out(&self) -> u64 {
+        self.next_out
+    }
+
+    /// Logs out and closes.
+    pub fn logout(mut self) {
+        self.send("5", &[]);
+        let _ = self.recv(Duration::from_secs(2));
+        self.conn.close();
+    }
+
+    /// Drops the connection without a Logout.
+    pub fn drop_connection(self) {
+        self.conn.close();
+    }
+}

@@ -225,7 +225,7 @@ async fn run_exchange(args: RunArgs) -> anyhow::Result<()> {
         sessions = config.sessions.len(),
         "exchange started"
     );
-    eprintln!("exchange listening for FIX on {local}");
+    eprintln!("exchange FIX acceptor listening on {local}");
     let acceptor = Arc::clone(&exchange.acceptor);
     let serve = tokio::spawn(Arc::clone(&acceptor).serve(listener));
     let failed = async {

@@ -32,6 +32,14 @@ pub struct Params {
     /// Commands waiting for the engine.
     #[serde(default = "default_queue")]
     pub engine_queue: usize,
+    /// Whether the exchange opens today's trading session when it starts (when false, it
+    /// starts closed and orders are rejected: no trading outside the session).
+    #[serde(default = "default_true")]
+    pub open_on_start: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_sync() -> String {

@@ -252,10 +252,11 @@ impl Exchange {
             }
         }
         let today = yyyymmdd(now_millis());
-        if engine.is_open() && engine.trading_day() != today {
+        let open = config.exchange.open_on_start;
+        if engine.is_open() && (engine.trading_day() != today || !open) {
             boot.push(Command::CloseTrading(CloseTrading {}));
         }
-        if !engine.is_open() || engine.trading_day() != today {
+        if open && (!engine.is_open() || engine.trading_day() != today) {
             boot.push(Command::OpenTrading(OpenTrading { trading_day: today }));
         }
 

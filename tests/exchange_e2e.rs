@@ -1,0 +1,351 @@
+//! End to end over TCP against the `exchange` binary on its embedded configuration: two
+//! sessions trade, cancel and replace; every reject path; reconnect and resend; restart.
+
+use std::time::Duration;
+
+use exchange_tests::{FixClient, Msg, start_exchange, temp_dir};
+
+fn client1(port: u16) -> FixClient {
+    FixClient::logon(port, "FIX.4.4", "CLIENT1", "client1", "demo1", false).expect("CLIENT1 logon")
+}
+
+fn client2(port: u16) -> FixClient {
+    FixClient::logon(port, "FIXT.1.1", "CLIENT2", "client2", "demo2", false).expect("CLIENT2 logon")
+}
+
+fn er(c: &mut FixClient) -> Msg {
+    c.expect("8")
+}
+
+fn assert_fields(m: &Msg, want: &[(i32, &str)]) {
+    for (t, v) in want {
+        assert_eq!(m.get(*t), Some(*v), "tag {t} in {m:?}");
+    }
+}
+
+#[test]
+fn two_sessions_trade_with_partial_fills_cancel_and_replace() {
+    let ex = start_exchange(&temp_dir("trade"), None);
+    let mut c1 = client1(ex.port);
+    let mut c2 = client2(ex.port);
+
+    c1.limit("S1", "DEMO1", "AAPL", 2, 300, "190.00");
+    let ack = er(&mut c1);
+    assert_fields(
+        &ack,
+        &[
+            (150, "0"),
+            (39, "0"),
+            (11, "S1"),
+            (1, "DEMO1"),
+            (55, "AAPL"),
+            (54, "2"),
+        ],
+    );
+    assert_fields(&ack, &[(38, "300"), (44, "190"), (151, "300"), (14, "0")]);
+    let order_id = ack.req(37).to_string();
+
+    // CLIENT2 buys 100 at a higher limit: it trades at the resting order's price.
+    c2.limit("B1", "DEMO2", "AAPL", 1, 100, "190.05");
+    let ack2 = er(&mut c2);
+    assert_fields(&ack2, &[(150, "0"), (11, "B1")]);
+    let fill2 = er(&mut c2);
+    assert_fields(
+        &fill2,
+        &[
+            (150, "F"),
+            (39, "2"),
+            (32, "100"),
+            (31, "190"),
+            (14, "100"),
+            (151, "0"),
+            (6, "190"),
+            (1057, "Y"),
+        ],
+    );
+    let fill1 = er(&mut c1);
+    assert_fields(
+        &fill1,
+        &[
+            (150, "F"),
+            (39, "1"),
+            (32, "100"),
+            (31, "190"),
+            (14, "100"),
+            (151, "200"),
+            (1057, "N"),
+        ],
+    );
+    assert_eq!(fill1.req(37), order_id);
+    assert_eq!(fill1.req(880), fill2.req(880), "one trade, one TrdMatchID");
+    assert_ne!(fill1.req(17), fill2.req(17), "each side its own ExecID");
+
+    // Replace the rest down to 250 total (keeps priority), then cancel it.
+    c1.send(
+        "G",
+        &[
+            (11, "S1R".into()),
+            (41, "S1".into()),
+            (1, "DEMO1".into()),
+            (55, "AAPL".into()),
+            (54, "2".into()),
+            (60, "20261124-10:00:00.000".into()),
+            (38, "250".into()),
+            (40, "2".into()),
+            (44, "190.00".into()),
+        ],
+    );
+    let rep = er(&mut c1);
+    assert_fields(
+        &rep,
+        &[
+            (150, "5"),
+            (11, "S1R"),
+            (41, "S1"),
+            (38, "250"),
+            (14, "100"),
+            (151, "150"),
+        ],
+    );
+    assert_eq!(rep.req(37), order_id, "a replace keeps the OrderID");
+
+    c1.send(
+        "F",
+        &[
+            (11, "S1C".into()),
+            (41, "S1R".into()),
+            (1, "DEMO1".into()),
+            (55, "AAPL".into()),
+            (54, "2".into()),
+            (60, "20261124-10:00:01.000".into()),
+        ],
+    );
+    let cxl = er(&mut c1);
+    assert_fields(
+        &cxl,
+        &[
+            (150, "4"),
+            (39, "4"),
+            (11, "S1C"),
+            (41, "S1R"),
+            (14, "100"),
+            (151, "0"),
+        ],
+    );
+
+    // Cancelling it again: OrderCancelReject, too late.
+    c1.send(
+        "F",
+        &[
+            (11, "S1C2".into()),
+            (41, "S1R".into()),
+            (1, "DEMO1".into()),
+            (55, "AAPL".into()),
+            (54, "2".into()),
+            (60, "20261124-10:00:02.000".into()),
+        ],
+    );
+    let rej = c1.expect("9");
+    assert_fields(&rej, &[(11, "S1C2"), (41, "S1R"), (434, "1")]);
+    c1.logout();
+    c2.logout();
+}
+
+#[test]
+fn every_reject_path_answers_with_a_reason() {
+    let ex = start_exchange(&temp_dir("rejects"), None);
+    let mut c1 = client1(ex.port);
+    // (ClOrdID, account, symbol, side, qty, price, OrdRejReason or "0" for accepted, text)
+    let cases: [(&str, &str, &str, u8, u64, Option<&str>, &str, &str); 12] = [
+        ("R1", "DEMO2", "AAPL", 1, 10, Some("190"), "15", "account"),
+        (
+            "R2",
+            "DEMO1",
+            "NOPE",
+            1,
+            10,
+            Some("190"),
+            "1",
+            "unknown symbol",
+        ),
+        (
+            "R3",
+            "DEMO1",
+            "AAPL",
+            1,
+            2_000_000,
+            Some("190"),
+            "3",
+            "quantity exceeds",
+        ),
+        (
+            "R4",
+            "DEMO1",
+            "AAPL",
+            1,
+            900_000,
+            Some("190"),
+            "3",
+            "notional",
+        ),
+        ("R5", "DEMO1", "AAPL", 1, 10, Some("500"), "16", "band"),
+        ("R6", "DEMO1", "AAPL", 1, 10, Some("190.001"), "18", "tick"),
+        ("R7", "DEMO1", "AAPL", 1, 0, Some("190"), "13", "positive"),
+        ("R8", "DEMO1", "AAPL", 1, 10, None, "11", "opposite side"),
+        // Wallet: what the first order reserves cannot fund the second.
+        ("F1", "DEMO1", "AAPL", 1, 500_000, Some("175"), "0", ""),
+        ("F2", "DEMO1", "AAPL", 1, 100_000, Some("175"), "3", "cash"),
+        // Risk: resting orders count toward the daily traded-quantity limit.
+        ("Q1", "DEMO1", "BAC", 2, 999_000, Some("40"), "0", ""),
+        ("Q2", "DEMO1", "BAC", 2, 2_000, Some("40"), "3", "daily"),
+    ];
+    for (cl, acct, sym, side, qty, px, reason, text) in cases {
+        c1.new_order(
+            cl,
+            acct,
+            sym,
+            side,
+            qty,
+            px,
+            if px.is_some() { "0" } else { "3" },
+        );
+        let m = er(&mut c1);
+        assert_eq!(m.get(11), Some(cl), "{m:?}");
+        if reason == "0" {
+            assert_fields(&m, &[(150, "0"), (39, "0")]);
+            continue;
+        }
+        assert_fields(&m, &[(150, "8"), (39, "8"), (103, reason)]);
+        assert!(
+            m.req(58).to_lowercase().contains(text),
+            "{cl}: text {:?} lacks {text:?}",
+            m.req(58)
+        );
+    }
+    // A duplicate ClOrdID on the session.
+    c1.limit("D1", "DEMO1", "MSFT", 1, 10, "1");
+    let first = er(&mut c1);
+    if first.req(150) == "0" {
+        c1.limit("D1", "DEMO1", "MSFT", 1, 10, "1");
+        let dup = er(&mut c1);
+        assert_fields(&dup, &[(150, "8"), (103, "6")]);
+    }
+    // Cancel of an order that never existed.
+    c1.send(
+        "F",
+        &[
+            (11, "C9".into()),
+            (41, "NEVER".into()),
+            (1, "DEMO1".into()),
+            (55, "AAPL".into()),
+            (54, "1".into()),
+            (60, "20261124-10:00:00.000".into()),
+        ],
+    );
+    let m = c1.expect("9");
+    assert_fields(&m, &[(11, "C9"), (102, "1"), (37, "NONE")]);
+    // An unsupported message type: BusinessMessageReject.
+    c1.send("x", &[(320, "1".into()), (559, "0".into())]);
+    let m = c1.recv(Duration::from_secs(10)).expect("an answer");
+    assert!(m.msg_type == "j" || m.msg_type == "3", "{m:?}");
+    c1.logout();
+}
+
+#[test]
+fn rate_limit_and_closed_market_reject_without_disconnecting() {
+    let config = gateway::exchange::config::DEFAULT_EXCHANGE_TOML
+        .replace(
+            "max_orders_per_second = 100000",
+            "max_orders_per_second = 5",
+        )
+        .replace("open_on_start = true", "open_on_start = false");
+    let ex = start_exchange(&temp_dir("limits"), Some(&config));
+    let mut c1 = client1(ex.port);
+    let n = 30;
+    for i in 0..n {
+        c1.limit(&format!("L{i}"), "DEMO1", "AAPL", 1, 1, "190");
+    }
+    let mut limited = 0;
+    let mut closed = 0;
+    for _ in 0..n {
+        let m = er(&mut c1);
+        assert_eq!(m.req(150), "8", "{m:?}");
+        match m.req(103) {
+            "2" => closed += 1,
+            _ if m.req(58).contains("rate limit") => limited += 1,
+            other => panic!("unexpected reason {other}: {m:?}"),
+        }
+    }
+    assert!(limited >= n - 10, "{limited} rate-limited of {n}");
+    assert!(closed >= 1, "orders within the rate see a closed market");
+    // Still logged on: a heartbeat round trip works.
+    c1.send("1", &[(112, "still-there".into())]);
+    let hb = c1.recv(Duration::from_secs(5));
+    assert!(hb.is_none_or(|m| m.msg_type == "0"));
+    c1.logout();
+}
+
+#[test]
+fn a_reconnecting_client_gets_the_reports_it_missed_and_orders_survive_kill_9() {
+    let data = temp_dir("recover");
+    let ex = start_exchange(&data, None);
+    let mut c1 = client1(ex.port);
+    c1.limit("K1", "DEMO1", "MSFT", 2, 500, "420.00");
+    let ack = er(&mut c1);
+    assert_fields(&ack, &[(150, "0")]);
+    let (out, inn) = (c1_out(&c1), c1.next_in);
+    c1.drop_connection();
+
+    // While CLIENT1 is away, CLIENT2 trades against its order.
+    let mut c2 = client2(ex.port);
+    c2.limit("K2", "DEMO2", "MSFT", 1, 200, "420.00");
+    assert_fields(&er(&mut c2), &[(150, "0")]);
+    assert_fields(&er(&mut c2), &[(150, "F"), (32, "200")]);
+
+    // Kill the exchange without warning and start it again over the same data.
+    let data = ex.kill9();
+    let ex = start_exchange(&data, None);
+
+    // CLIENT1 logs on with its own sequence numbers, sees the gap and asks for a resend.
+    let mut c1 = FixClient::logon_at(
+        ex.port, "FIX.4.4", "CLIENT1", "client1", "demo1", false, out, inn,
+    )
+    .expect("logon after restart");
+    c1.send("2", &[(7, inn.to_string()), (16, "0".into())]);
+    let mut fill = None;
+    for _ in 0..20 {
+        match c1.recv(Duration::from_secs(5)) {
+            Some(m) if m.msg_type == "8" && m.get(150) == Some("F") => {
+                fill = Some(m);
+                break;
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    let fill = fill.expect("the missed fill was resent");
+    assert_fields(&fill, &[(11, "K1"), (32, "200"), (151, "300"), (43, "Y")]);
+
+    // The order survived the crash: the rest of it trades.
+    c2 = FixClient::logon(ex.port, "FIXT.1.1", "CLIENT2", "client2", "demo2", true)
+        .expect("CLIENT2 logon with reset");
+    c2.limit("K3", "DEMO2", "MSFT", 1, 300, "420.00");
+    assert_fields(&er(&mut c2), &[(150, "0"), (11, "K3")]);
+    assert_fields(&er(&mut c2), &[(150, "F"), (32, "300"), (39, "2")]);
+    // Reports whose delivery the crash may have interrupted come again flagged PossResend
+    // (97=Y) with their original ExecID; a client skips the ones it has.
+    let mut last = er(&mut c1);
+    while last.get(17) == fill.get(17) {
+        assert_eq!(
+            last.get(97),
+            Some("Y"),
+            "a repeat must be flagged: {last:?}"
+        );
+        last = er(&mut c1);
+    }
+    assert_fields(&last, &[(11, "K1"), (150, "F"), (39, "2"), (14, "500")]);
+}
+
+fn c1_out(c: &FixClient) -> u64 {
+    c.next_out()
+}
