@@ -92,6 +92,7 @@ pub struct FileStore {
     index: BTreeMap<u64, (u64, u32)>,
     end: u64,
     fsync: bool,
+    seqnums: File,
 }
 
 const RECORD_OVERHEAD: u64 = 8 + 4 + 4;
@@ -148,7 +149,15 @@ impl FileStore {
             // A torn write at the tail: drop it so new records follow the last good one.
             log.set_len(pos as u64)?;
         }
-        Ok(FileStore {
+        // A message stored under a sequence number proves it was used, whatever the
+        // sequence file says.
+        let sender = index.keys().next_back().map_or(sender, |&s| sender.max(s + 1));
+        let seqnums = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join("seqnums"))?;
+        let store = FileStore {
             dir: dir.to_path_buf(),
             sender,
             target,
@@ -156,19 +165,28 @@ impl FileStore {
             index,
             end: pos as u64,
             fsync,
-        })
+            seqnums,
+        };
+        store.write_seqnums()?;
+        Ok(store)
     }
 
+    /// Rewrites the sequence numbers in place: one fixed-width write of less than a disk
+    /// sector, so it lands whole (a file replaced per message would cost a directory update
+    /// per message).
     fn write_seqnums(&self) -> io::Result<()> {
-        let tmp = self.dir.join("seqnums.tmp");
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(format!("{} {}\n", self.sender, self.target).as_bytes())?;
-            if self.fsync {
-                f.sync_data()?;
-            }
+        use std::os::unix::fs::FileExt;
+        let text = format!("{:020} {:020}\n", self.sender, self.target);
+        self.seqnums.write_all_at(text.as_bytes(), 0)?;
+        if self.fsync {
+            self.seqnums.sync_data()?;
         }
-        std::fs::rename(&tmp, self.dir.join("seqnums"))
+        Ok(())
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 }
 

@@ -1,0 +1,388 @@
+//! `loadgen`: FIX initiator sessions that send orders to the exchange at a target rate and
+//! measure order -> acknowledgement latency.
+//!
+//! Each session logs on (ResetSeqNumFlag), then every millisecond sends its share of the
+//! rate: new limit orders around the reference price, cancels of its own open orders, and
+//! marketable IOC orders that trade. The first ExecutionReport (or OrderCancelReject) for a
+//! ClOrdID is its acknowledgement.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use gateway::codec::{Encoder, Framing, Message, frame};
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+
+#[derive(Parser, Clone)]
+#[command(name = "loadgen", about = "FIX load generator for the exchange")]
+struct Args {
+    /// Exchange host.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Exchange FIX port.
+    #[arg(long, default_value_t = 9878)]
+    port: u16,
+    /// Number of sessions (LOAD001, LOAD002, ...).
+    #[arg(long, default_value_t = 8)]
+    sessions: u32,
+    /// Orders per second across all sessions.
+    #[arg(long, default_value_t = 50_000)]
+    rate: u64,
+    /// Seconds to send for.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Percent of messages that cancel an open order.
+    #[arg(long, default_value_t = 30)]
+    cancel_pct: u32,
+    /// Percent of messages that are marketable IOC orders.
+    #[arg(long, default_value_t = 10)]
+    ioc_pct: u32,
+    /// Session name prefix.
+    #[arg(long, default_value = "LOAD")]
+    prefix: String,
+    /// Password of the sessions.
+    #[arg(long, default_value = "load")]
+    password: String,
+    /// Symbols to trade (the first N of the default universe).
+    #[arg(long, default_value_t = 20)]
+    symbols: usize,
+}
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    acked: AtomicU64,
+    rejected: AtomicU64,
+    fills: AtomicU64,
+}
+
+struct Pending {
+    sent_at: HashMap<u64, Instant>,
+    hist: Histogram<u64>,
+}
+
+/// A tiny deterministic generator; the load's shape matters, not its randomness.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn now_text() -> [u8; 21] {
+    gateway::time::format_utc_millis(gateway::time::now_millis())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let universe = engine::EngineConfig::default_universe();
+    let symbols: Vec<(String, i64, i64)> = universe
+        .instruments
+        .iter()
+        .take(args.symbols.max(1))
+        .map(|i| (i.symbol.clone(), i.reference_price, i.tick))
+        .collect();
+    let counters = Arc::new(Counters::default());
+    let nonce = gateway::time::now_millis() as u64 % 1_000_000_000;
+    let mut tasks = Vec::new();
+    let hists = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+    let start = Instant::now() + Duration::from_millis(500);
+    for i in 1..=args.sessions {
+        let (args, symbols, counters, hists) = (
+            args.clone(),
+            symbols.clone(),
+            Arc::clone(&counters),
+            Arc::clone(&hists),
+        );
+        tasks.push(tokio::spawn(async move {
+            session(i, nonce, args, symbols, counters, hists, start).await
+        }));
+    }
+    let progress = {
+        let counters = Arc::clone(&counters);
+        let secs = args.duration;
+        tokio::spawn(async move {
+            let mut last = 0;
+            for s in 1..=secs + 5 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let sent = counters.sent.load(Ordering::Relaxed);
+                let acked = counters.acked.load(Ordering::Relaxed);
+                eprintln!(
+                    "[{s:>3}s] sent {sent:>10}  acked {acked:>10}  {:>8}/s  fills {}",
+                    sent - last,
+                    counters.fills.load(Ordering::Relaxed)
+                );
+                last = sent;
+            }
+        })
+    };
+    let mut errors = 0;
+    for t in tasks {
+        if let Err(e) = t.await? {
+            eprintln!("session failed: {e:#}");
+            errors += 1;
+        }
+    }
+    progress.abort();
+    let h = hists.lock().await;
+    let sent = counters.sent.load(Ordering::Relaxed);
+    let acked = counters.acked.load(Ordering::Relaxed);
+    let us = |v: u64| v as f64 / 1000.0;
+    println!(
+        "sessions {} target {}/s duration {}s: sent {sent}, acknowledged {acked} ({} rejected), fills {}, unacknowledged {}",
+        args.sessions,
+        args.rate,
+        args.duration,
+        counters.rejected.load(Ordering::Relaxed),
+        counters.fills.load(Ordering::Relaxed),
+        sent - acked
+    );
+    println!(
+        "throughput {:.0} orders/s acknowledged",
+        acked as f64 / args.duration as f64
+    );
+    println!(
+        "order->ack latency us: p50 {:.0}  p99 {:.0}  p99.9 {:.0}  max {:.0}",
+        us(h.value_at_quantile(0.5)),
+        us(h.value_at_quantile(0.99)),
+        us(h.value_at_quantile(0.999)),
+        us(h.max())
+    );
+    if errors > 0 {
+        bail!("{errors} sessions failed");
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn session(
+    index: u32,
+    nonce: u64,
+    args: Args,
+    symbols: Vec<(String, i64, i64)>,
+    counters: Arc<Counters>,
+    hists: Arc<Mutex<Histogram<u64>>>,
+    start: Instant,
+) -> anyhow::Result<()> {
+    let name = format!("{}{index:03}", args.prefix);
+    let sock = TcpStream::connect((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("{name}: connecting"))?;
+    sock.set_nodelay(true)?;
+    let (mut rd, mut wr) = sock.into_split();
+    let mut enc = Encoder::new();
+    let mut seq = 1u64;
+    let header = |enc: &mut Encoder, t: &[u8], seq: u64| {
+        enc.start(t)
+            .str(49, &name)
+            .str(56, "EXCH")
+            .uint(34, seq)
+            .field(52, &now_text());
+    };
+    header(&mut enc, b"A", seq);
+    enc.str(98, "0")
+        .str(108, "30")
+        .str(141, "Y")
+        .str(553, &name.to_lowercase())
+        .str(554, &args.password);
+    wr.write_all(enc.finish(b"FIX.4.4")).await?;
+    seq += 1;
+    // Wait for the Logon answer.
+    let mut buf = Vec::with_capacity(1 << 16);
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), rd.read(&mut chunk))
+            .await
+            .with_context(|| format!("{name}: no logon answer"))??;
+        if n == 0 {
+            bail!("{name}: connection closed at logon");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Framing::Frame(r) = frame(&buf, 1 << 20) {
+            let m = Message::parse(&buf[r.clone()]).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if m.msg_type() != b"A" {
+                bail!("{name}: logon refused: {:?}", m.get_str(58));
+            }
+            buf.drain(..r.end);
+            break;
+        }
+    }
+
+    let pending = Arc::new(std::sync::Mutex::new(Pending {
+        sent_at: HashMap::new(),
+        hist: Histogram::new(3)?,
+    }));
+    let reader = {
+        let (pending, counters) = (Arc::clone(&pending), Arc::clone(&counters));
+        tokio::spawn(async move {
+            let mut chunk = vec![0u8; 1 << 16];
+            loop {
+                let n = match rd.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                buf.extend_from_slice(&chunk[..n]);
+                let mut used = 0;
+                let now = Instant::now();
+                let mut fields = Vec::with_capacity(64);
+                while let Framing::Frame(r) = frame(&buf[used..], 1 << 20) {
+                    let raw = &buf[used + r.start..used + r.end];
+                    used += r.end;
+                    if gateway::codec::parse(raw, &mut fields).is_err() {
+                        continue;
+                    }
+                    let get = |t| fields.iter().find(|f| f.tag == t).map(|f| f.value);
+                    let (Some(t), Some(cl)) = (get(35), get(11)) else {
+                        continue;
+                    };
+                    let id = std::str::from_utf8(cl)
+                        .ok()
+                        .and_then(|s| s.split('-').nth(1))
+                        .and_then(|s| s.parse::<u64>().ok());
+                    let Some(id) = id else { continue };
+                    let exec_type = get(150);
+                    if exec_type == Some(b"F") {
+                        counters.fills.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(sent) = p.sent_at.remove(&id) {
+                        let _ = p.hist.record((now - sent).as_nanos() as u64);
+                        counters.acked.fetch_add(1, Ordering::Relaxed);
+                        if t == b"9" || exec_type == Some(b"8") {
+                            counters.rejected.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                buf.drain(..used);
+            }
+        })
+    };
+
+    // Send at this session's share of the rate, in 1 ms slices.
+    let per_ms = args.rate as f64 / args.sessions as f64 / 1000.0;
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ u64::from(index) * 0x1000_0001);
+    let mut next_id = 1u64;
+    let end = start + Duration::from_secs(args.duration);
+    let mut tick = tokio::time::interval_at(start.into(), Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut owed = 0.0f64;
+    let mut out = Vec::with_capacity(1 << 16);
+    let mut opens: VecDeque<(u64, usize, u8, i64)> = VecDeque::new();
+    let mut slice = 0u64;
+    while Instant::now() < end {
+        tick.tick().await;
+        slice += 1;
+        owed += per_ms;
+        let n = owed as u64;
+        owed -= n as f64;
+        out.clear();
+        let now = Instant::now();
+        let mut ids = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let id = next_id;
+            next_id += 1;
+            let cl = format!("{nonce}-{id}");
+            let roll = rng.below(100) as u32;
+            if roll < args.cancel_pct && !opens.is_empty() || opens.len() > 2_000 {
+                let (orig, s, side, _) = opens.pop_front().expect("not empty");
+                header(&mut enc, b"F", seq);
+                enc.str(11, &cl)
+                    .str(41, &format!("{nonce}-{orig}"))
+                    .str(55, &symbols[s].0)
+                    .uint(54, u64::from(side))
+                    .field(60, &now_text());
+            } else {
+                let s = rng.below(symbols.len() as u64) as usize;
+                let (sym, reference, tick_size) = &symbols[s];
+                let side = 1 + rng.below(2) as u8;
+                let ioc = roll >= 100 - args.ioc_pct;
+                // Passive orders rest up to 20 ticks behind the reference; IOC orders
+                // cross it by 5 ticks and trade with whatever rests there.
+                let offset = if ioc {
+                    5
+                } else {
+                    -(1 + rng.below(20) as i64)
+                };
+                let px = if side == 1 {
+                    reference + offset * tick_size
+                } else {
+                    reference - offset * tick_size
+                };
+                header(&mut enc, b"D", seq);
+                enc.str(11, &cl)
+                    .str(55, sym)
+                    .uint(54, u64::from(side))
+                    .field(60, &now_text())
+                    .str(38, "100")
+                    .str(40, "2")
+                    .str(44, &gateway::reports::fmt_price(px))
+                    .str(59, if ioc { "3" } else { "0" });
+                if !ioc {
+                    opens.push_back((id, s, side, px));
+                }
+            }
+            seq += 1;
+            out.extend_from_slice(enc.finish(b"FIX.4.4"));
+            ids.push(id);
+        }
+        if !ids.is_empty() {
+            {
+                let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+                for id in &ids {
+                    p.sent_at.insert(*id, now);
+                }
+            }
+            counters.sent.fetch_add(ids.len() as u64, Ordering::Relaxed);
+            wr.write_all(&out).await?;
+        }
+        if slice % 10_000 == 0 {
+            // A heartbeat keeps the session alive on long runs.
+            header(&mut enc, b"0", seq);
+            seq += 1;
+            wr.write_all(enc.finish(b"FIX.4.4")).await?;
+        }
+    }
+    // Give outstanding orders time to be acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sent_at
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    header(&mut enc, b"5", seq);
+    let _ = wr.write_all(enc.finish(b"FIX.4.4")).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    reader.abort();
+    let hist = pending
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .hist
+        .clone();
+    hists.lock().await.add(&hist)?;
+    Ok(())
+}
