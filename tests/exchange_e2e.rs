@@ -156,7 +156,16 @@ fn every_reject_path_answers_with_a_reason() {
     let ex = start_exchange(&temp_dir("rejects"), None);
     let mut c1 = client1(ex.port);
     // (ClOrdID, account, symbol, side, qty, price, OrdRejReason or "0" for accepted, text)
-    type Case<'a> = (&'a str, &'a str, &'a str, u8, u64, Option<&'a str>, &'a str, &'a str);
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        u8,
+        u64,
+        Option<&'a str>,
+        &'a str,
+        &'a str,
+    );
     let cases: [Case; 12] = [
         ("R1", "DEMO2", "AAPL", 1, 10, Some("190"), "15", "account"),
         (

@@ -151,7 +151,10 @@ impl FileStore {
         }
         // A message stored under a sequence number proves it was used, whatever the
         // sequence file says.
-        let sender = index.keys().next_back().map_or(sender, |&s| sender.max(s + 1));
+        let sender = index
+            .keys()
+            .next_back()
+            .map_or(sender, |&s| sender.max(s + 1));
         let seqnums = OpenOptions::new()
             .write(true)
             .create(true)

@@ -317,11 +317,7 @@ async fn session(
                 let ioc = roll >= 100 - args.ioc_pct;
                 // Passive orders rest up to 20 ticks behind the reference; IOC orders
                 // cross it by 5 ticks and trade with whatever rests there.
-                let offset = if ioc {
-                    5
-                } else {
-                    -(1 + rng.below(20) as i64)
-                };
+                let offset = if ioc { 5 } else { -(1 + rng.below(20) as i64) };
                 let px = if side == 1 {
                     reference + offset * tick_size
                 } else {
