@@ -279,7 +279,7 @@ async fn session(
 
     // Send at this session's share of the rate, in 1 ms slices.
     let per_ms = args.rate as f64 / args.sessions as f64 / 1000.0;
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ u64::from(index) * 0x1000_0001);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (u64::from(index) * 0x1000_0001));
     let mut next_id = 1u64;
     let end = start + Duration::from_secs(args.duration);
     let mut tick = tokio::time::interval_at(start.into(), Duration::from_millis(1));
