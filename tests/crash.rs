@@ -21,6 +21,11 @@ fn order_flow(port: Arc<AtomicU16>, stop: Arc<AtomicBool>, acked: Arc<Mutex<BTre
             continue;
         };
         while !stop.load(Ordering::SeqCst) {
+            // Stay well inside the account's limit of open orders.
+            if acked.lock().unwrap().len() >= 4_000 {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
             n += 1;
             let cl = format!("C{n}");
             // Prices 175.00..=184.99: inside the band, and nobody sells, so nothing trades.
