@@ -187,6 +187,46 @@ enum Stop {
     SelfTrade,
 }
 
+/// What a cancel and a cancel/replace have in common: who asks, and which order they name.
+struct OrderRequest {
+    session: SessionId,
+    account: AccountId,
+    cl_ord_id: ClOrdId,
+    orig_cl_ord_id: ClOrdId,
+    order_id: OrderId,
+    symbol: SymbolId,
+    side: Side,
+    is_replace: bool,
+}
+
+impl OrderRequest {
+    fn cancel(c: &CancelOrder) -> OrderRequest {
+        OrderRequest {
+            session: c.session,
+            account: c.account,
+            cl_ord_id: c.cl_ord_id,
+            orig_cl_ord_id: c.orig_cl_ord_id,
+            order_id: c.order_id,
+            symbol: c.symbol,
+            side: c.side,
+            is_replace: false,
+        }
+    }
+
+    fn replace(c: &ReplaceOrder) -> OrderRequest {
+        OrderRequest {
+            session: c.session,
+            account: c.account,
+            cl_ord_id: c.cl_ord_id,
+            orig_cl_ord_id: c.orig_cl_ord_id,
+            order_id: c.order_id,
+            symbol: c.symbol,
+            side: c.side,
+            is_replace: true,
+        }
+    }
+}
+
 /// The matching engine.
 #[derive(Clone, Debug)]
 pub struct Engine {
@@ -992,18 +1032,11 @@ impl Engine {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn reject_cancel(
         &mut self,
-        session: SessionId,
-        account: AccountId,
-        cl_ord_id: ClOrdId,
-        orig_cl_ord_id: ClOrdId,
+        r: &OrderRequest,
         found: Option<Slot>,
         order_id: OrderId,
-        symbol: SymbolId,
-        side: Side,
-        is_replace: bool,
         reason: RejectReason,
         out: &mut Vec<Event>,
     ) {
@@ -1016,58 +1049,56 @@ impl Engine {
             None => (order_id, OrdStatus::Rejected),
         };
         out.push(Event::CancelRejected(CancelRejected {
-            session,
-            account,
-            cl_ord_id,
-            orig_cl_ord_id,
+            session: r.session,
+            account: r.account,
+            cl_ord_id: r.cl_ord_id,
+            orig_cl_ord_id: r.orig_cl_ord_id,
             order_id,
-            symbol,
-            side,
+            symbol: r.symbol,
+            side: r.side,
             status,
-            is_replace,
+            is_replace: r.is_replace,
             reason,
         }));
     }
 
-    fn on_cancel(&mut self, c: &CancelOrder, keys: Keys, out: &mut Vec<Event>) {
-        let reject = |this: &mut Engine,
-                      found: Option<Slot>,
-                      id: OrderId,
-                      reason: RejectReason,
-                      out: &mut Vec<Event>| {
-            this.reject_cancel(
-                c.session,
-                c.account,
-                c.cl_ord_id,
-                c.orig_cl_ord_id,
-                found,
-                id,
-                c.symbol,
-                c.side,
-                false,
-                reason,
-                out,
-            )
-        };
+    /// Registers a cancel's or replace's own ClOrdID and finds the working order it names, or
+    /// rejects the request (duplicate ClOrdID, no such order, another account's order).
+    fn claim(
+        &mut self,
+        r: &OrderRequest,
+        keys: Keys,
+        out: &mut Vec<Event>,
+    ) -> Option<(Slot, Order)> {
         let key = keys.own;
         let vacant = match self.cl_ord_ids.probe(key) {
             Probe::Found => {
-                return reject(self, None, c.order_id, RejectReason::DuplicateClOrdId, out);
+                self.reject_cancel(r, None, r.order_id, RejectReason::DuplicateClOrdId, out);
+                return None;
             }
             Probe::Vacant(v) => v,
         };
-        let slot = match self.locate(c.order_id, keys) {
+        let slot = match self.locate(r.order_id, keys) {
             Ok(s) => s,
             Err((reason, id)) => {
                 self.cl_ord_ids.put(vacant, key, OrderId(0));
-                return reject(self, None, id, reason, out);
+                self.reject_cancel(r, None, id, reason, out);
+                return None;
             }
         };
         let o = self.arena[slot].clone();
         self.cl_ord_ids.put(vacant, key, o.id);
-        if o.account != c.account {
-            return reject(self, None, OrderId(0), RejectReason::AccountMismatch, out);
+        if o.account != r.account {
+            self.reject_cancel(r, None, OrderId(0), RejectReason::AccountMismatch, out);
+            return None;
         }
+        Some((slot, o))
+    }
+
+    fn on_cancel(&mut self, c: &CancelOrder, keys: Keys, out: &mut Vec<Event>) {
+        let Some((slot, o)) = self.claim(&OrderRequest::cancel(c), keys, out) else {
+            return;
+        };
         self.retire(slot);
         let exec_id = self.next_exec();
         let mut v = view(&o, OrdStatus::Canceled, c.cl_ord_id, exec_id);
@@ -1081,46 +1112,12 @@ impl Engine {
     }
 
     fn on_replace(&mut self, c: &ReplaceOrder, keys: Keys, out: &mut Vec<Event>) {
-        let reject = |this: &mut Engine,
-                      found: Option<Slot>,
-                      id: OrderId,
-                      reason: RejectReason,
-                      out: &mut Vec<Event>| {
-            this.reject_cancel(
-                c.session,
-                c.account,
-                c.cl_ord_id,
-                c.orig_cl_ord_id,
-                found,
-                id,
-                c.symbol,
-                c.side,
-                true,
-                reason,
-                out,
-            )
+        let request = OrderRequest::replace(c);
+        let Some((slot, old)) = self.claim(&request, keys, out) else {
+            return;
         };
-        let key = keys.own;
-        let vacant = match self.cl_ord_ids.probe(key) {
-            Probe::Found => {
-                return reject(self, None, c.order_id, RejectReason::DuplicateClOrdId, out);
-            }
-            Probe::Vacant(v) => v,
-        };
-        let slot = match self.locate(c.order_id, keys) {
-            Ok(s) => s,
-            Err((reason, id)) => {
-                self.cl_ord_ids.put(vacant, key, OrderId(0));
-                return reject(self, None, id, reason, out);
-            }
-        };
-        let old = self.arena[slot].clone();
-        self.cl_ord_ids.put(vacant, key, old.id);
-        if old.account != c.account {
-            return reject(self, None, OrderId(0), RejectReason::AccountMismatch, out);
-        }
         if let Err(reason) = self.vet_replace(&old, c) {
-            return reject(self, Some(slot), old.id, reason, out);
+            return self.reject_cancel(&request, Some(slot), old.id, reason, out);
         }
         let new_leaves = c.qty - old.cum;
         let keep_priority = c.price == old.price && new_leaves <= old.leaves;
