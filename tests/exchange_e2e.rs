@@ -303,7 +303,7 @@ fn a_reconnecting_client_gets_the_reports_it_missed_and_orders_survive_kill_9() 
     c1.limit("K1", "DEMO1", "MSFT", 2, 500, "420.00");
     let ack = er(&mut c1);
     assert_fields(&ack, &[(150, "0")]);
-    let (out, inn) = (c1_out(&c1), c1.next_in);
+    let (out, inn) = (c1.next_out(), c1.next_in);
     c1.drop_connection();
 
     // While CLIENT1 is away, CLIENT2 trades against its order.
@@ -354,8 +354,4 @@ fn a_reconnecting_client_gets_the_reports_it_missed_and_orders_survive_kill_9() 
         last = er(&mut c1);
     }
     assert_fields(&last, &[(11, "K1"), (150, "F"), (39, "2"), (14, "500")]);
-}
-
-fn c1_out(c: &FixClient) -> u64 {
-    c.next_out()
 }

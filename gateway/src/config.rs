@@ -65,6 +65,36 @@ pub fn builtin_dictionary(p: &Path) -> Option<&'static str> {
         .map(|(_, xml)| *xml)
 }
 
+/// Makes the sessions' relative dictionary paths relative to `base` (`builtin:` names stay).
+pub fn resolve_dictionary_paths(sessions: &mut [SessionConfig], base: &Path) {
+    for s in sessions {
+        for p in [
+            &mut s.data_dictionary,
+            &mut s.transport_dictionary,
+            &mut s.app_dictionary,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() && builtin_dictionary(p).is_none() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+}
+
+impl AcceptorConfig {
+    /// Opens the on-disk store of a session, in its own directory under `FileStorePath`.
+    pub fn open_store(&self, key: &SessionKey) -> Result<crate::store::FileStore, ConfigError> {
+        let dir = self.store_path.join(format!(
+            "{}-{}-{}",
+            key.begin_string, key.sender_comp_id, key.target_comp_id
+        ));
+        crate::store::FileStore::open(&dir, self.store_sync)
+            .map_err(|e| ConfigError::Invalid(format!("opening {}: {e}", dir.display())))
+    }
+}
+
 fn default_address() -> String {
     "0.0.0.0".into()
 }
@@ -174,20 +204,7 @@ impl GatewayConfig {
     /// Parses TOML; relative dictionary paths are resolved against `base`.
     pub fn from_toml(text: &str, base: &Path) -> Result<GatewayConfig, ConfigError> {
         let mut c: GatewayConfig = toml::from_str(text)?;
-        for s in &mut c.sessions {
-            for p in [
-                &mut s.data_dictionary,
-                &mut s.transport_dictionary,
-                &mut s.app_dictionary,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                if p.is_relative() && builtin_dictionary(p).is_none() {
-                    *p = base.join(&*p);
-                }
-            }
-        }
+        resolve_dictionary_paths(&mut c.sessions, base);
         if c.acceptor.store_path.is_relative() {
             c.acceptor.store_path = base.join(&c.acceptor.store_path);
         }

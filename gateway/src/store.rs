@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Persistent state of one session.
 pub trait MessageStore: Send {
@@ -84,7 +84,6 @@ impl MessageStore for MemoryStore {
 
 /// A store on disk that survives restarts and kill -9.
 pub struct FileStore {
-    dir: PathBuf,
     sender: u64,
     target: u64,
     log: File,
@@ -161,7 +160,6 @@ impl FileStore {
             .truncate(false)
             .open(dir.join("seqnums"))?;
         let store = FileStore {
-            dir: dir.to_path_buf(),
             sender,
             target,
             log,
@@ -185,11 +183,6 @@ impl FileStore {
             self.seqnums.sync_data()?;
         }
         Ok(())
-    }
-
-    /// The store's directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 
@@ -274,7 +267,7 @@ fn crc32(data: &[u8]) -> u32 {
 mod tests {
     use super::*;
 
-    fn tmp(name: &str) -> PathBuf {
+    fn tmp(name: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("fixstore-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d

@@ -14,6 +14,13 @@ pub fn now_millis() -> Millis {
         .unwrap_or(0)
 }
 
+/// The current wall-clock time in nanoseconds since the Unix epoch (sequencer timestamps).
+pub fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
 /// Days since 1970-01-01 of a civil date (proleptic Gregorian).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };

@@ -10,7 +10,6 @@ use gateway::acceptor::Acceptor;
 use gateway::at::AtApplication;
 use gateway::config::GatewayConfig;
 use gateway::session::Session;
-use gateway::store::FileStore;
 
 #[derive(Parser)]
 #[command(name = "exchange", version, about = "A FIX-first stock exchange")]
@@ -234,9 +233,7 @@ async fn run_exchange(args: RunArgs) -> anyhow::Result<()> {
         None => ExchangeConfig::from_toml(DEFAULT_EXCHANGE_TOML, &cwd)?,
     };
     if let Some(d) = args.data {
-        let d = cwd.join(d);
-        config.acceptor.store_path = d.join("sessions");
-        config.exchange.data_dir = d;
+        config.exchange.data_dir = cwd.join(d);
     }
     if let Some(p) = args.port {
         config.acceptor.port = p;
@@ -284,13 +281,7 @@ async fn run_exchange(args: RunArgs) -> anyhow::Result<()> {
 async fn run_at(config: GatewayConfig) -> anyhow::Result<()> {
     let mut sessions = Vec::new();
     for s in config.resolve()? {
-        let k = &s.settings.key;
-        let dir = config.acceptor.store_path.join(format!(
-            "{}-{}-{}",
-            k.begin_string, k.sender_comp_id, k.target_comp_id
-        ));
-        let store = FileStore::open(&dir, config.acceptor.store_sync)
-            .with_context(|| format!("opening {}", dir.display()))?;
+        let store = config.acceptor.open_store(&s.settings.key)?;
         sessions.push(Session::new(s.settings, s.dictionaries, Box::new(store)));
     }
     let acceptor = Acceptor::new(sessions, Arc::new(Mutex::new(AtApplication::default())));

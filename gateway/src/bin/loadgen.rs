@@ -286,7 +286,7 @@ async fn session(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut owed = 0.0f64;
     let mut out = Vec::with_capacity(1 << 16);
-    let mut opens: VecDeque<(u64, usize, u8, i64)> = VecDeque::new();
+    let mut opens: VecDeque<(u64, usize, u8)> = VecDeque::new();
     let mut slice = 0u64;
     while Instant::now() < end {
         tick.tick().await;
@@ -303,7 +303,7 @@ async fn session(
             let cl = format!("{nonce}-{id}");
             let roll = rng.below(100) as u32;
             if roll < args.cancel_pct && !opens.is_empty() || opens.len() > 2_000 {
-                let (orig, s, side, _) = opens.pop_front().expect("not empty");
+                let (orig, s, side) = opens.pop_front().expect("not empty");
                 header(&mut enc, b"F", seq);
                 enc.str(11, &cl)
                     .str(41, &format!("{nonce}-{orig}"))
@@ -333,7 +333,7 @@ async fn session(
                     .str(44, &gateway::reports::fmt_price(px))
                     .str(59, if ioc { "3" } else { "0" });
                 if !ioc {
-                    opens.push_back((id, s, side, px));
+                    opens.push_back((id, s, side));
                 }
             }
             seq += 1;

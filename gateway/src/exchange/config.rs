@@ -175,24 +175,7 @@ impl ExchangeConfig {
             }
         }
         c.sync_policy()?;
-        // Session stores live under the data directory.
-        if c.acceptor.store_path.is_relative() {
-            c.acceptor.store_path = c.exchange.data_dir.join(&c.acceptor.store_path);
-        }
-        for s in &mut c.sessions {
-            for p in [
-                &mut s.data_dictionary,
-                &mut s.transport_dictionary,
-                &mut s.app_dictionary,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                if p.is_relative() && crate::config::builtin_dictionary(p).is_none() {
-                    *p = base.join(&*p);
-                }
-            }
-        }
+        crate::config::resolve_dictionary_paths(&mut c.sessions, base);
         Ok(c)
     }
 
@@ -210,10 +193,13 @@ impl ExchangeConfig {
             .map_err(ConfigError::Invalid)
     }
 
-    /// The session part, for the session layer.
+    /// The session part, for the session layer; a relative `FileStorePath` is taken from the
+    /// data directory.
     pub fn gateway(&self) -> GatewayConfig {
+        let mut acceptor = self.acceptor.clone();
+        acceptor.store_path = self.exchange.data_dir.join(&acceptor.store_path);
         GatewayConfig {
-            acceptor: self.acceptor.clone(),
+            acceptor,
             sessions: self.sessions.clone(),
         }
     }
@@ -230,8 +216,9 @@ mod tests {
         assert_eq!(c.sessions.len(), 2 + 32);
         assert_eq!(c.sessions[2].target_comp_id, "LOAD001");
         assert_eq!(c.sessions[2].accounts, ["LOAD001"]);
-        assert_eq!(c.acceptor.store_path, Path::new("/x/data/sessions"));
-        let sessions = c.gateway().resolve().unwrap();
+        let gateway = c.gateway();
+        assert_eq!(gateway.acceptor.store_path, Path::new("/x/data/sessions"));
+        let sessions = gateway.resolve().unwrap();
         assert!(sessions.iter().all(|s| s.settings.authenticator.is_some()));
     }
 

@@ -35,8 +35,7 @@ use engine::{Command, Engine, EngineConfig, Event};
 use crate::acceptor::Acceptor;
 use crate::reports::{Names, render, tag};
 use crate::session::{Outgoing, Session, SessionKey};
-use crate::store::FileStore;
-use crate::time::{now_millis, yyyymmdd};
+use crate::time::{now_millis, now_nanos, yyyymmdd};
 use config::ExchangeConfig;
 use order_entry::{OrderEntry, SessionInfo};
 
@@ -70,12 +69,6 @@ pub struct Exchange {
     report_thread: Option<JoinHandle<()>>,
     /// Journal records replayed at start-up.
     pub recovered: u64,
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// The last sequence id whose reports reached the session stores.
@@ -157,14 +150,10 @@ impl Exchange {
         let mut sessions = Vec::new();
         let mut infos = HashMap::new();
         let mut keys: Vec<SessionKey> = Vec::new();
-        for (i, s) in config.gateway().resolve()?.into_iter().enumerate() {
+        let gateway = config.gateway();
+        for (i, s) in gateway.resolve()?.into_iter().enumerate() {
             let k = s.settings.key.clone();
-            let dir = config.acceptor.store_path.join(format!(
-                "{}-{}-{}",
-                k.begin_string, k.sender_comp_id, k.target_comp_id
-            ));
-            let store = FileStore::open(&dir, config.acceptor.store_sync)
-                .with_context(|| format!("opening {}", dir.display()))?;
+            let store = gateway.acceptor.open_store(&k)?;
             let accounts = s
                 .config
                 .accounts
@@ -345,7 +334,7 @@ fn run_engine(
             }
         }
         // The sequencer: gap-free ids, a timestamp that never goes back.
-        let ts = now_ns().max(last_ts);
+        let ts = now_nanos().max(last_ts);
         last_ts = ts;
         let first = journal.next_seq();
         for c in &batch {

@@ -20,6 +20,7 @@ use rust_decimal::Decimal;
 use crate::codec::{Message, Tag};
 use crate::reports::{gateway_cancel_reject, gateway_reject, tag};
 use crate::session::{AppReject, Application, Outgoing, SessionKey};
+use crate::time::now_nanos;
 
 /// A token bucket: `rate` orders a second, bursts up to one second's worth.
 #[derive(Debug)]
@@ -82,7 +83,7 @@ impl OrderEntry {
                 .collect(),
             tx,
             rate: f64::from(rate.max(1)),
-            epoch_ns: now_ns(),
+            epoch_ns: now_nanos(),
             rejects: 0,
         }
     }
@@ -92,29 +93,30 @@ impl OrderEntry {
         format!("G{}-{}", self.epoch_ns, self.rejects)
     }
 
-    fn admit(&mut self, key: &SessionKey) -> bool {
+    /// The checks every order message passes first: the session's rate limit, then the
+    /// account it names (or its only account) among those it may trade.
+    fn admit(
+        &mut self,
+        key: &SessionKey,
+        msg: &Message<'_>,
+    ) -> Result<(SessionId, AccountId), Refusal> {
         let rate = self.rate;
-        let Some(s) = self.sessions.get_mut(key) else {
-            return false;
-        };
+        let s = self
+            .sessions
+            .get_mut(key)
+            .ok_or((RejectReason::NotEntitled, "session may not trade"))?;
         let now = Instant::now();
         let b = &mut s.bucket;
         b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(rate);
         b.last = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
+        if b.tokens < 1.0 {
+            return Err((
+                RejectReason::RateLimited,
+                "order rate limit exceeded for this session",
+            ));
         }
-    }
-
-    fn account(&self, key: &SessionKey, msg: &Message<'_>) -> Result<AccountId, Refusal> {
-        let s = self
-            .sessions
-            .get(key)
-            .ok_or((RejectReason::NotEntitled, "session may not trade"))?;
-        match msg.get(tag::ACCOUNT) {
+        b.tokens -= 1.0;
+        let account = match msg.get(tag::ACCOUNT) {
             Some(name) => s
                 .accounts
                 .iter()
@@ -123,13 +125,16 @@ impl OrderEntry {
                 .ok_or((
                     RejectReason::NotEntitled,
                     "this session may not trade for that account",
-                )),
-            None if s.accounts.len() == 1 => Ok(s.accounts[0].1),
-            None => Err((
-                RejectReason::UnknownAccount,
-                "Account (1) is required: this session trades for several accounts",
-            )),
-        }
+                ))?,
+            None if s.accounts.len() == 1 => s.accounts[0].1,
+            None => {
+                return Err((
+                    RejectReason::UnknownAccount,
+                    "Account (1) is required: this session trades for several accounts",
+                ));
+            }
+        };
+        Ok((s.id, account))
     }
 
     fn symbol(&self, msg: &Message<'_>) -> Result<SymbolId, Refusal> {
@@ -153,14 +158,7 @@ impl OrderEntry {
     }
 
     fn new_order(&mut self, key: &SessionKey, msg: &Message<'_>) -> Result<(), Refusal> {
-        if !self.admit(key) {
-            return Err((
-                RejectReason::RateLimited,
-                "order rate limit exceeded for this session",
-            ));
-        }
-        let session = self.sessions[key].id;
-        let account = self.account(key, msg)?;
+        let (session, account) = self.admit(key, msg)?;
         let cl_ord_id = cl_ord_id(msg, tag::CL_ORD_ID)?;
         let symbol = self.symbol(msg)?;
         let side = side(msg)?;
@@ -210,14 +208,7 @@ impl OrderEntry {
         msg: &Message<'_>,
         replace: bool,
     ) -> Result<(), Refusal> {
-        if !self.admit(key) {
-            return Err((
-                RejectReason::RateLimited,
-                "order rate limit exceeded for this session",
-            ));
-        }
-        let session = self.sessions[key].id;
-        let account = self.account(key, msg)?;
+        let (session, account) = self.admit(key, msg)?;
         let cl_ord_id = cl_ord_id(msg, tag::CL_ORD_ID)?;
         let orig_cl_ord_id = cl_ord_id_opt(msg, tag::ORIG_CL_ORD_ID)?;
         let order_id = match msg.get(tag::ORDER_ID) {
@@ -268,12 +259,6 @@ impl OrderEntry {
         };
         self.send(cmd)
     }
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 fn cl_ord_id_opt(msg: &Message<'_>, t: Tag) -> Result<ClOrdId, Refusal> {
@@ -353,7 +338,7 @@ impl Application for OrderEntry {
                         get(tag::SIDE),
                         reason,
                         text,
-                        now_ns(),
+                        now_nanos(),
                     ));
                 }
                 Ok(())
@@ -369,7 +354,7 @@ impl Application for OrderEntry {
                         replace,
                         reason,
                         text,
-                        now_ns(),
+                        now_nanos(),
                     ));
                 }
                 Ok(())
