@@ -148,6 +148,36 @@ pub struct SessionConfig {
     /// What the session is for: `order-entry` (default), `market-data` or `drop-copy`.
     #[serde(rename = "Role", default)]
     pub role: Option<String>,
+    /// Keep sent messages for resend; default true except on market-data sessions.
+    #[serde(rename = "PersistMessages", default)]
+    pub persist_messages: Option<bool>,
+}
+
+/// What a session is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Role {
+    /// Orders in, execution reports out.
+    #[default]
+    OrderEntry,
+    /// MarketDataRequest in; snapshots, incremental refreshes and trading status out.
+    MarketData,
+    /// Read-only copies of the execution reports of the accounts it covers.
+    DropCopy,
+}
+
+impl SessionConfig {
+    /// The session's role.
+    pub fn role(&self) -> Result<Role, ConfigError> {
+        match self.role.as_deref() {
+            None | Some("order-entry") => Ok(Role::OrderEntry),
+            Some("market-data") => Ok(Role::MarketData),
+            Some("drop-copy") => Ok(Role::DropCopy),
+            Some(other) => Err(ConfigError::Invalid(format!(
+                "session {}: Role {other:?} is not order-entry, market-data or drop-copy",
+                self.target_comp_id
+            ))),
+        }
+    }
 }
 
 fn default_hb_min() -> u64 {
@@ -276,7 +306,9 @@ impl GatewayConfig {
                     dictionaries.session.version, s.begin_string
                 )));
             }
+            let role = s.role()?;
             let mut settings = SessionSettings::new(key);
+            settings.persist_messages = s.persist_messages.unwrap_or(role != Role::MarketData);
             settings.reset_on_logon = s.reset_on_logon;
             settings.default_appl_ver_id = s.default_appl_ver_id.clone();
             settings.min_heartbeat_secs = s.heartbeat_min;

@@ -19,6 +19,7 @@ pub mod codec;
 pub mod config;
 pub mod dictionary;
 pub mod exchange;
+pub mod http;
 pub mod reports;
 pub mod session;
 pub mod store;

@@ -65,6 +65,10 @@ pub struct SessionSettings {
     /// Messages waiting to be written beyond which the counterparty is a slow consumer and is
     /// disconnected (it recovers what it missed by resend when it logs on again).
     pub max_outbound_queue: usize,
+    /// Keep sent application messages for resend (QuickFIX `PersistMessages`). When false,
+    /// only sequence numbers are stored and a ResendRequest is answered with a gap fill: right
+    /// for market data, which is stale by the time it could be resent.
+    pub persist_messages: bool,
 }
 
 impl SessionSettings {
@@ -81,6 +85,7 @@ impl SessionSettings {
             max_heartbeat_secs: 300,
             logout_timeout_ms: 2_000,
             max_outbound_queue: 10_000,
+            persist_messages: true,
         }
     }
 }
@@ -306,11 +311,12 @@ impl Session {
         }
         let bytes = self.enc.finish(s.begin_string.as_bytes()).to_vec();
         if seq.is_none() {
-            if let Err(e) = self
-                .store
-                .save(n, &bytes)
-                .and_then(|_| self.store.set_next_sender(n + 1))
-            {
+            let saved = if self.settings.persist_messages {
+                self.store.save(n, &bytes)
+            } else {
+                Ok(())
+            };
+            if let Err(e) = saved.and_then(|_| self.store.set_next_sender(n + 1)) {
                 return self.store_failed(e);
             }
         }
@@ -879,7 +885,8 @@ impl Session {
         if end > last_seq {
             // Nothing stored for the tail of the range (or at all): gap-fill it up to what we
             // will send next.
-            self.generate_sequence_reset(now, begin, (end + 1).min(next_sender));
+            let from = if last_seq == 0 { begin } else { last_seq + 1 };
+            self.generate_sequence_reset(now, from, (end + 1).min(next_sender));
         }
         let seq = msg.get_u64(tags::MSG_SEQ_NUM).unwrap_or(0);
         if seq == self.store.next_target() {

@@ -697,8 +697,9 @@ impl Feed {
 
     // ----- subscriptions ---------------------------------------------------------------------
 
-    /// A subscriber logged on: it is told the trading status.
+    /// A subscriber logged on: it starts with no subscription and is told the trading status.
     pub fn connect(&mut self, subscriber: SubscriberId, out: &mut Vec<Out>) {
+        self.disconnect(subscriber);
         self.connected.insert(subscriber);
         out.push(Out::Status {
             subscriber,
@@ -1210,5 +1211,130 @@ fn diff_levels(side: Side, old: &[Level], new: &[Level], out: &mut Vec<LevelDiff
             }),
             Some(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn levels(engine: &Engine, side: Side) -> Vec<(Price, Qty, u32)> {
+        engine
+            .depth(SymbolId(0), side)
+            .map(|l| (l.price, l.qty, l.orders))
+            .collect()
+    }
+    use crate::replica::Replica;
+    use engine::command::{Asset, Command, NewOrder, OpenTrading, Transfer};
+    use engine::types::{AccountId, ClOrdId, SessionId};
+    use engine::{Engine, EngineConfig};
+
+    fn load(replica: &mut Replica, out: &Out) {
+        let Out::Snapshot {
+            rpt_seq, entries, ..
+        } = out
+        else {
+            panic!("not a snapshot: {out:?}")
+        };
+        replica.snapshot(*rpt_seq, entries);
+    }
+
+    fn order(n: u32, side: Side, ticks: i64) -> Command {
+        Command::NewOrder(NewOrder {
+            session: SessionId(n % 2),
+            account: AccountId(n % 2),
+            cl_ord_id: ClOrdId::new(&format!("O{n}")).unwrap(),
+            symbol: SymbolId(0),
+            side,
+            ord_type: OrdType::Limit,
+            tif: TimeInForce::Day,
+            price: 1_900_000 + ticks * 100,
+            qty: 10,
+        })
+    }
+
+    /// A subscriber that cannot keep up is skipped, not queued for: once it can read again it
+    /// receives one fresh snapshot that equals the book, and its updates continue from there.
+    #[test]
+    fn a_slow_subscriber_is_conflated_to_a_fresh_snapshot() {
+        let cfg = EngineConfig::default_universe();
+        let mut engine = Engine::new(cfg.clone());
+        let mut feed = Feed::new(
+            cfg.instruments.iter().map(|i| i.symbol.clone()).collect(),
+            FeedConfig::default(),
+        );
+        let mut seq = 0;
+        let mut run = |engine: &mut Engine, feed: &mut Feed, c: Command| {
+            seq += 1;
+            let mut ev = Vec::new();
+            engine.apply(&c, &mut ev);
+            for e in &ev {
+                feed.apply(seq, seq as i64, e);
+            }
+        };
+        run(
+            &mut engine,
+            &mut feed,
+            Command::OpenTrading(OpenTrading { trading_day: 1 }),
+        );
+        for a in 0..2 {
+            for asset in [Asset::Cash, Asset::Shares(SymbolId(0))] {
+                let amount = 1 << 40;
+                run(
+                    &mut engine,
+                    &mut feed,
+                    Command::Deposit(Transfer {
+                        account: AccountId(a),
+                        asset,
+                        amount,
+                    }),
+                );
+            }
+        }
+        let mut out = Vec::new();
+        let req = Request {
+            req_id: "S".into(),
+            kind: RequestKind::Subscribe,
+            depth: 0,
+            aggregated: true,
+            incremental: None,
+            entry_types: b"01".to_vec(),
+            symbols: vec!["AAPL".into()],
+        };
+        feed.request(7, req, &mut out);
+        let mut replica = Replica::default();
+        load(&mut replica, &out[0]);
+
+        // Slow: a thousand orders while the subscriber cannot read; nothing is produced for it.
+        for n in 0..1000 {
+            let side = if n % 2 == 0 { Side::Buy } else { Side::Sell };
+            let ticks = if side == Side::Buy {
+                -1 - (n as i64 % 50)
+            } else {
+                1 + (n as i64 % 50)
+            };
+            run(&mut engine, &mut feed, order(n, side, ticks));
+            out.clear();
+            feed.flush(&mut |_| false, &mut out);
+            assert!(out.is_empty(), "{out:?}");
+        }
+        // It drains: exactly one snapshot, equal to the book.
+        out.clear();
+        feed.refresh_stale(&mut |_| true, &mut out);
+        assert_eq!(out.len(), 1);
+        load(&mut replica, &out[0]);
+        assert_eq!(replica.levels(Side::Buy), levels(&engine, Side::Buy));
+        assert_eq!(replica.levels(Side::Sell), levels(&engine, Side::Sell));
+        // And updates follow the snapshot without a gap.
+        run(&mut engine, &mut feed, order(5000, Side::Buy, -2));
+        out.clear();
+        feed.flush(&mut |_| true, &mut out);
+        let Out::Incremental { entries, .. } = &out[0] else {
+            panic!("{out:?}")
+        };
+        for e in entries {
+            replica.update(e).expect("no gap");
+        }
+        assert_eq!(replica.levels(Side::Buy), levels(&engine, Side::Buy));
     }
 }

@@ -43,8 +43,10 @@ pub fn acceptance_dir() -> PathBuf {
 pub struct Server {
     /// The process.
     pub child: Child,
-    /// Where it listens.
+    /// Where it listens for FIX.
     pub port: u16,
+    /// Where its HTTP API listens (0 when it has none).
+    pub http_port: u16,
     /// Its data directory (removed when dropped).
     pub data: PathBuf,
 }
@@ -81,11 +83,22 @@ pub fn start_at_server(name: &str) -> Server {
         .spawn()
         .expect("start exchange at-server");
     let port = read_port(&mut child);
-    Server { child, port, data }
+    Server {
+        child,
+        port,
+        http_port: 0,
+        data,
+    }
 }
 
 /// Reads "... listening on HOST:PORT" from the child's stderr, then keeps draining it.
 fn read_port(child: &mut Child) -> u16 {
+    read_ports(child).0
+}
+
+/// Reads the FIX port (the last "listening on" line) and the HTTP port, if announced before it.
+fn read_ports(child: &mut Child) -> (u16, u16) {
+    let mut http = 0u16;
     let stderr = child.stderr.take().expect("piped stderr");
     let mut lines = BufReader::new(stderr);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -103,13 +116,17 @@ fn read_port(child: &mut Child) -> u16 {
                 .next()
                 .and_then(|p| p.parse().ok())
                 .expect("a port");
+            if line.contains("HTTP") {
+                http = port;
+                continue;
+            }
             std::thread::spawn(move || {
                 let mut sink = String::new();
                 while lines.read_line(&mut sink).unwrap_or(0) > 0 {
                     sink.clear();
                 }
             });
-            return port;
+            return (port, http);
         }
     }
 }
@@ -194,7 +211,8 @@ impl Client {
 /// process so a test can restart over it.
 pub fn start_exchange(data: &Path, config: Option<&str>) -> Server {
     let mut cmd = Command::new(exchange_binary());
-    cmd.args(["--port", "0", "--data"]).arg(data);
+    cmd.args(["--port", "0", "--http-port", "0", "--data"])
+        .arg(data);
     if let Some(text) = config {
         let path = data.join("exchange-test.toml");
         std::fs::create_dir_all(data).expect("data dir");
@@ -208,12 +226,83 @@ pub fn start_exchange(data: &Path, config: Option<&str>) -> Server {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start exchange");
-    let port = read_port(&mut child);
+    let (port, http_port) = read_ports(&mut child);
     Server {
         child,
         port,
+        http_port,
         data: data.to_path_buf(),
     }
+}
+
+/// An HTTP answer: status code and body.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Body.
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection: method, path with query, extra headers, body.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpResponse {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect HTTP");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).expect("send HTTP");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read HTTP");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    HttpResponse { status, body }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
 }
 
 impl Server {

@@ -35,6 +35,9 @@ struct RunArgs {
     /// FIX port, overriding the configuration's (0 picks a free port).
     #[arg(long)]
     port: Option<u16>,
+    /// HTTP API port, overriding the configuration's (0 picks a free port).
+    #[arg(long)]
+    http_port: Option<u16>,
     /// Journal sync policy (batch, none, or an interval such as 10ms), overriding the
     /// configuration's.
     #[arg(long)]
@@ -238,6 +241,17 @@ async fn run_exchange(args: RunArgs) -> anyhow::Result<()> {
     if let Some(p) = args.port {
         config.acceptor.port = p;
     }
+    if let Some(p) = args.http_port {
+        match &mut config.http {
+            Some(h) => h.port = p,
+            None => {
+                config.http = Some(gateway::exchange::config::HttpConfig {
+                    address: config.acceptor.address.clone(),
+                    port: p,
+                })
+            }
+        }
+    }
     if let Some(s) = args.journal_sync {
         config.exchange.journal_sync = s;
     }
@@ -248,6 +262,25 @@ async fn run_exchange(args: RunArgs) -> anyhow::Result<()> {
         None => engine::EngineConfig::default_universe(),
     };
     let mut exchange = Exchange::start(&config, engine_config)?;
+    let http = match &config.http {
+        Some(h) => {
+            let addr = format!("{}:{}", h.address, h.port);
+            let listener = tokio::net::TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("listening on {addr}"))?;
+            eprintln!("exchange HTTP API listening on {}", listener.local_addr()?);
+            let state = Arc::new(gateway::http::HttpState {
+                market_data: Arc::clone(&exchange.market_data),
+            });
+            let app = gateway::http::router(state);
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "HTTP API stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let addr = format!("{}:{}", config.acceptor.address, config.acceptor.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -272,6 +305,9 @@ async fn run_exchange(args: RunArgs) -> anyhow::Result<()> {
     }
     acceptor.shutdown(Duration::from_secs(3)).await;
     serve.abort();
+    if let Some(h) = http {
+        h.abort();
+    }
     let failed = exchange.failed();
     tokio::task::spawn_blocking(move || exchange.stop()).await?;
     anyhow::ensure!(!failed, "the engine stopped on an error");

@@ -55,6 +55,21 @@ fn default_queue() -> usize {
     65_536
 }
 
+/// The HTTP API's listening socket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to bind.
+    #[serde(default = "default_http_address")]
+    pub address: String,
+    /// TCP port (0 picks a free port).
+    pub port: u16,
+}
+
+fn default_http_address() -> String {
+    "127.0.0.1".into()
+}
+
 /// A trading account and its opening balances.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,6 +108,9 @@ pub struct SessionGroup {
     /// Opening shares of each instrument in each account.
     #[serde(default)]
     pub shares: u64,
+    /// The sessions' role (`order-entry` by default; market-data sessions get no account).
+    #[serde(rename = "Role", default)]
+    pub role: Option<String>,
 }
 
 /// The whole configuration.
@@ -103,6 +121,9 @@ pub struct ExchangeConfig {
     pub exchange: Params,
     /// The FIX listener.
     pub acceptor: AcceptorConfig,
+    /// The HTTP API; none when absent.
+    #[serde(default)]
+    pub http: Option<HttpConfig>,
     /// Accounts.
     #[serde(rename = "account", default)]
     pub accounts: Vec<AccountConfig>,
@@ -125,11 +146,14 @@ impl ExchangeConfig {
         for g in std::mem::take(&mut c.session_groups) {
             for i in 1..=g.count {
                 let name = format!("{}{i:03}", g.prefix);
-                c.accounts.push(AccountConfig {
-                    name: name.clone(),
-                    cash: g.cash,
-                    shares: g.shares,
-                });
+                let trades = matches!(g.role.as_deref(), None | Some("order-entry"));
+                if trades {
+                    c.accounts.push(AccountConfig {
+                        name: name.clone(),
+                        cash: g.cash,
+                        shares: g.shares,
+                    });
+                }
                 c.sessions.push(SessionConfig {
                     begin_string: g.begin_string.clone(),
                     sender_comp_id: "EXCH".into(),
@@ -144,8 +168,9 @@ impl ExchangeConfig {
                     max_latency: 120,
                     username: Some(name.to_lowercase()),
                     password_hash: Some(g.password_hash.clone()),
-                    accounts: vec![name],
-                    role: None,
+                    accounts: if trades { vec![name] } else { Vec::new() },
+                    role: g.role.clone(),
+                    persist_messages: None,
                 });
             }
         }
@@ -165,6 +190,7 @@ impl ExchangeConfig {
             }
         }
         for s in &c.sessions {
+            s.role()?;
             for a in &s.accounts {
                 if !seen.contains(a.as_str()) {
                     return Err(ConfigError::Invalid(format!(
@@ -213,9 +239,9 @@ mod tests {
     fn the_embedded_configuration_resolves() {
         let c = ExchangeConfig::embedded(Path::new("/x"));
         assert_eq!(c.accounts.len(), 2 + 32);
-        assert_eq!(c.sessions.len(), 2 + 32);
-        assert_eq!(c.sessions[2].target_comp_id, "LOAD001");
-        assert_eq!(c.sessions[2].accounts, ["LOAD001"]);
+        assert_eq!(c.sessions.len(), 3 + 32);
+        assert_eq!(c.sessions[3].target_comp_id, "LOAD001");
+        assert_eq!(c.sessions[3].accounts, ["LOAD001"]);
         let gateway = c.gateway();
         assert_eq!(gateway.acceptor.store_path, Path::new("/x/data/sessions"));
         let sessions = gateway.resolve().unwrap();

@@ -13,6 +13,7 @@
 //! every report at least once and can tell a repeat by its ExecID.
 
 pub mod config;
+pub mod market_data;
 pub mod order_entry;
 
 use std::collections::HashMap;
@@ -32,11 +33,16 @@ use engine::journal::{Journal, JournalOptions};
 use engine::types::{AccountId, SessionId};
 use engine::{Command, Engine, EngineConfig, Event};
 
+use marketdata::archive::Archive;
+use marketdata::{Feed, FeedConfig};
+
 use crate::acceptor::Acceptor;
+use crate::config::Role;
 use crate::reports::{Names, render, tag};
 use crate::session::{Outgoing, Session, SessionKey};
 use crate::time::{now_millis, now_nanos, yyyymmdd};
 use config::ExchangeConfig;
+use market_data::{MarketData, MdInput};
 use order_entry::{OrderEntry, SessionInfo};
 
 /// Commands the engine thread takes in one group commit at most.
@@ -67,6 +73,10 @@ pub struct Exchange {
     failed: Arc<AtomicBool>,
     engine_thread: Option<JoinHandle<()>>,
     report_thread: Option<JoinHandle<()>>,
+    md_thread: Option<JoinHandle<()>>,
+    md_stop: Arc<AtomicBool>,
+    /// Books, trades and candles, shared with the HTTP data service.
+    pub market_data: Arc<Mutex<MarketData>>,
     /// Journal records replayed at start-up.
     pub recovered: u64,
 }
@@ -112,6 +122,11 @@ impl Watermark {
             tracing::error!(error = %e, "cannot record delivered reports");
         }
     }
+}
+
+/// Where the candle archive lives under the data directory.
+pub fn candle_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("candles")
 }
 
 /// Where the exchange keeps its files under the data directory.
@@ -160,7 +175,11 @@ impl Exchange {
                 .iter()
                 .map(|a| (a.clone(), account_ids[a.as_str()]))
                 .collect();
-            infos.insert(k.clone(), SessionInfo::new(SessionId(i as u32), accounts));
+            let role = s.config.role()?;
+            infos.insert(
+                k.clone(),
+                SessionInfo::new(SessionId(i as u32), accounts, role),
+            );
             keys.push(k);
             sessions.push(Session::new(s.settings, s.dictionaries, Box::new(store)));
         }
@@ -170,10 +189,13 @@ impl Exchange {
             .iter()
             .map(|i| (i.symbol.clone(), i.id))
             .collect();
+        let has_md = infos.values().any(|i| i.role == Role::MarketData);
+        let (md_tx, md_rx) = sync_channel::<MdInput>(65_536);
         let entry = OrderEntry::new(
             infos,
             symbols,
             tx.clone(),
+            has_md.then(|| md_tx.clone()),
             config.exchange.max_orders_per_second,
         );
         let acceptor = Acceptor::new(sessions, Arc::new(Mutex::new(entry)));
@@ -184,6 +206,13 @@ impl Exchange {
         let mut events = Vec::new();
         let mut reports = Vec::new();
         let mut redelivered = 0u64;
+        let mut md = MarketData {
+            feed: Feed::new(names.symbols.clone(), FeedConfig::default()),
+            archive: Some(
+                Archive::create(&candle_dir(data))
+                    .with_context(|| format!("creating {}", candle_dir(data).display()))?,
+            ),
+        };
         let options = JournalOptions {
             sync: config.sync_policy()?,
             segment_bytes: config.exchange.journal_segment_mb.max(1) << 20,
@@ -191,6 +220,9 @@ impl Exchange {
         let started = std::time::Instant::now();
         let (journal, recovery) = Journal::open(&journal_dir(data), options, |r| {
             engine.apply(&r.command, &mut events);
+            for e in &events {
+                md.feed.apply(r.seq, r.timestamp, e);
+            }
             if r.seq > delivered {
                 for e in events.iter() {
                     render(e, r.timestamp, &names, &mut reports);
@@ -205,6 +237,8 @@ impl Exchange {
         })?;
         let last = journal.next_seq() - 1;
         watermark.set(last);
+        md.apply(&[]);
+        let market_data = Arc::new(Mutex::new(md));
         tracing::info!(
             records = recovery.records,
             segments = recovery.segments,
@@ -263,11 +297,19 @@ impl Exchange {
                     }
                 })?
         };
+        let md_stop = Arc::new(AtomicBool::new(false));
+        let md_thread = {
+            let (acceptor, keys) = (Arc::clone(&acceptor), keys.clone());
+            let (md, stop) = (Arc::clone(&market_data), Arc::clone(&md_stop));
+            std::thread::Builder::new()
+                .name("market-data".into())
+                .spawn(move || market_data::run(md_rx, md, acceptor, keys, &stop))?
+        };
         let report_thread = {
             let acceptor = Arc::clone(&acceptor);
             std::thread::Builder::new()
                 .name("reports".into())
-                .spawn(move || run_reports(out_rx, &acceptor, &keys, &names, &watermark))?
+                .spawn(move || run_reports(out_rx, &acceptor, &keys, &names, &watermark, &md_tx))?
         };
         drop(tx);
         Ok(Exchange {
@@ -276,6 +318,9 @@ impl Exchange {
             failed,
             engine_thread: Some(engine_thread),
             report_thread: Some(report_thread),
+            md_thread: Some(md_thread),
+            md_stop,
+            market_data,
             recovered: recovery.records,
         })
     }
@@ -292,6 +337,10 @@ impl Exchange {
             let _ = t.join();
         }
         if let Some(t) = self.report_thread.take() {
+            let _ = t.join();
+        }
+        self.md_stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.md_thread.take() {
             let _ = t.join();
         }
     }
@@ -372,6 +421,7 @@ fn run_reports(
     keys: &[SessionKey],
     names: &Names,
     watermark: &Watermark,
+    md: &SyncSender<MdInput>,
 ) {
     let mut reports: Vec<(SessionId, Outgoing)> = Vec::new();
     for batch in rx {
@@ -384,5 +434,9 @@ fn run_reports(
             }
         }
         watermark.set(batch.last_seq);
+        // After the reports: market data never delays an execution report.
+        if md.send(MdInput::Events(batch.events)).is_err() {
+            tracing::error!("market data stopped");
+        }
     }
 }

@@ -17,7 +17,9 @@ use engine::types::{
 use engine::{Command, RejectReason};
 use rust_decimal::Decimal;
 
+use super::market_data::{self, MdInput};
 use crate::codec::{Message, Tag};
+use crate::config::Role;
 use crate::reports::{gateway_cancel_reject, gateway_reject, tag};
 use crate::session::{AppReject, Application, Outgoing, SessionKey};
 use crate::time::now_nanos;
@@ -36,15 +38,18 @@ pub struct SessionInfo {
     pub id: SessionId,
     /// Accounts the session may trade, by name.
     pub accounts: Vec<(String, AccountId)>,
+    /// What the session is for.
+    pub role: Role,
     bucket: Bucket,
 }
 
 impl SessionInfo {
-    /// A session entitled to these accounts.
-    pub fn new(id: SessionId, accounts: Vec<(String, AccountId)>) -> SessionInfo {
+    /// A session with this role, entitled to these accounts.
+    pub fn new(id: SessionId, accounts: Vec<(String, AccountId)>, role: Role) -> SessionInfo {
         SessionInfo {
             id,
             accounts,
+            role,
             bucket: Bucket {
                 tokens: f64::MAX,
                 last: Instant::now(),
@@ -58,6 +63,7 @@ pub struct OrderEntry {
     sessions: HashMap<SessionKey, SessionInfo>,
     symbols: HashMap<Vec<u8>, SymbolId>,
     tx: SyncSender<Command>,
+    md: Option<SyncSender<MdInput>>,
     rate: f64,
     epoch_ns: i64,
     rejects: u64,
@@ -73,6 +79,7 @@ impl OrderEntry {
         sessions: HashMap<SessionKey, SessionInfo>,
         symbols: impl IntoIterator<Item = (String, SymbolId)>,
         tx: SyncSender<Command>,
+        md: Option<SyncSender<MdInput>>,
         rate: u32,
     ) -> OrderEntry {
         OrderEntry {
@@ -82,6 +89,7 @@ impl OrderEntry {
                 .map(|(s, id)| (s.into_bytes(), id))
                 .collect(),
             tx,
+            md,
             rate: f64::from(rate.max(1)),
             epoch_ns: now_nanos(),
             rejects: 0,
@@ -135,6 +143,31 @@ impl OrderEntry {
             }
         };
         Ok((s.id, account))
+    }
+
+    fn role(&self, key: &SessionKey) -> Option<(SessionId, Role)> {
+        self.sessions.get(key).map(|s| (s.id, s.role))
+    }
+
+    fn to_market_data(&self, input: MdInput) -> bool {
+        self.md
+            .as_ref()
+            .is_some_and(|md| md.try_send(input).is_ok())
+    }
+
+    fn market_data_request(&self, key: &SessionKey, msg: &Message<'_>, reply: &mut Vec<Outgoing>) {
+        let Some((id, _)) = self.role(key) else {
+            return;
+        };
+        let r = market_data::parse_request(msg);
+        let req_id = r.req_id.clone();
+        if !self.to_market_data(MdInput::Request(id.0, r)) {
+            reply.push(market_data::reject(
+                &req_id,
+                Some(b'2'),
+                "market data is busy; try again",
+            ));
+        }
     }
 
     fn symbol(&self, msg: &Message<'_>) -> Result<SymbolId, Refusal> {
@@ -319,6 +352,20 @@ fn price(msg: &Message<'_>) -> Result<Price, Refusal> {
 }
 
 impl Application for OrderEntry {
+    fn on_logon(&mut self, key: &SessionKey) {
+        if let Some((id, Role::MarketData)) = self.role(key) {
+            self.to_market_data(MdInput::Connect(id.0));
+        }
+    }
+
+    fn on_logout(&mut self, key: &SessionKey) {
+        // Never blocks (the caller holds the session): if the queue is full the subscriptions
+        // go stale (nobody is logged on to read them) and the next logon clears them.
+        if let Some((id, Role::MarketData)) = self.role(key) {
+            self.to_market_data(MdInput::Disconnect(id.0));
+        }
+    }
+
     fn on_app_message(
         &mut self,
         key: &SessionKey,
@@ -326,6 +373,26 @@ impl Application for OrderEntry {
         reply: &mut Vec<Outgoing>,
     ) -> Result<(), AppReject> {
         let get = |t| msg.get(t).unwrap_or_default();
+        let role = self.role(key).map_or(Role::OrderEntry, |(_, r)| r);
+        match (role, msg.msg_type()) {
+            (Role::MarketData, b"V") => {
+                self.market_data_request(key, msg, reply);
+                return Ok(());
+            }
+            (Role::MarketData | Role::DropCopy, b"D" | b"F" | b"G") => {
+                return Err(AppReject::Business {
+                    reason: 6,
+                    text: "orders are not accepted on this session: it is read-only".into(),
+                });
+            }
+            (Role::OrderEntry | Role::DropCopy, b"V") => {
+                return Err(AppReject::Business {
+                    reason: 6,
+                    text: "market data is served on market-data sessions".into(),
+                });
+            }
+            _ => {}
+        }
         match msg.msg_type() {
             b"D" => {
                 if let Err((reason, text)) = self.new_order(key, msg) {

@@ -1,0 +1,457 @@
+//! Market data over FIX against the `exchange` binary: the subscription lifecycle (snapshot,
+//! incremental updates, unsubscribe), every MarketDataRequestReject reason the exchange gives,
+//! RptSeq continuity and re-snapshot, trading status, and read-only market-data sessions.
+
+use std::time::Duration;
+
+use exchange_tests::{FixClient, Msg, start_exchange, temp_dir};
+
+fn md(port: u16) -> FixClient {
+    FixClient::logon(port, "FIX.4.4", "MD1", "md1", "md1", false).expect("MD1 logon")
+}
+
+fn client1(port: u16) -> FixClient {
+    FixClient::logon(port, "FIX.4.4", "CLIENT1", "client1", "demo1", false).expect("CLIENT1 logon")
+}
+
+fn client2(port: u16) -> FixClient {
+    FixClient::logon(port, "FIXT.1.1", "CLIENT2", "client2", "demo2", false).expect("CLIENT2 logon")
+}
+
+fn request(c: &mut FixClient, id: &str, kind: &str, depth: u32, types: &[&str], symbols: &[&str]) {
+    request_with(c, id, kind, depth, types, symbols, &[]);
+}
+
+fn request_with(
+    c: &mut FixClient,
+    id: &str,
+    kind: &str,
+    depth: u32,
+    types: &[&str],
+    symbols: &[&str],
+    extra: &[(i32, &str)],
+) {
+    let mut f = vec![
+        (262, id.to_string()),
+        (263, kind.to_string()),
+        (264, depth.to_string()),
+    ];
+    for (t, v) in extra {
+        f.push((*t, v.to_string()));
+    }
+    f.push((267, types.len().to_string()));
+    for t in types {
+        f.push((269, t.to_string()));
+    }
+    f.push((146, symbols.len().to_string()));
+    for s in symbols {
+        f.push((55, s.to_string()));
+    }
+    c.send("V", &f);
+}
+
+/// The MDEntries of a W or X as (action, type, price, size, rptseq) tuples.
+fn entries(m: &Msg) -> Vec<(String, String, String, String, String)> {
+    let mut out = Vec::new();
+    let mut cur: Option<(String, String, String, String, String)> = None;
+    for (t, v) in &m.fields {
+        match *t {
+            279 => {
+                out.extend(cur.take());
+                cur = Some((
+                    v.clone(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ));
+            }
+            269 => {
+                if m.msg_type == "W" {
+                    out.extend(cur.take());
+                    cur = Some((
+                        String::new(),
+                        v.clone(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                    ));
+                } else if let Some(c) = cur.as_mut() {
+                    c.1 = v.clone();
+                }
+            }
+            270 => cur.as_mut().unwrap().2 = v.clone(),
+            271 => cur.as_mut().unwrap().3 = v.clone(),
+            83 if m.msg_type == "X" => cur.as_mut().unwrap().4 = v.clone(),
+            _ => {}
+        }
+    }
+    out.extend(cur);
+    out
+}
+
+/// CLIENT2 buys into the book (an ack and a fill) and the subscriber's next update arrives.
+fn cross(c2: &mut FixClient, m: &mut FixClient, cl: &str, sym: &str, qty: u64, px: &str) -> Msg {
+    c2.limit(cl, "DEMO2", sym, 1, qty, px);
+    c2.expect("8");
+    c2.expect("8");
+    m.expect("X")
+}
+
+fn e(a: &str, t: &str, p: &str, s: &str, r: &str) -> (String, String, String, String, String) {
+    (a.into(), t.into(), p.into(), s.into(), r.into())
+}
+
+#[test]
+fn subscribe_update_unsubscribe() {
+    let ex = start_exchange(&temp_dir("md-lifecycle"), None);
+    let mut m = md(ex.port);
+    let status = m.expect("h");
+    assert_eq!(status.get(340), Some("2"), "trading is open: {status:?}");
+    let mut c1 = client1(ex.port);
+    let mut c2 = client2(ex.port);
+
+    // A resting order before the subscription is in the snapshot.
+    c1.limit("S0", "DEMO1", "MSFT", 2, 50, "400");
+    c1.expect("8");
+    request(&mut m, "R1", "1", 0, &["0", "1", "2"], &["MSFT"]);
+    let w = m.expect("W");
+    assert_eq!((w.req(262), w.req(55), w.req(83)), ("R1", "MSFT", "0"));
+    assert_eq!(entries(&w), [e("", "1", "400", "50", "")]);
+
+    // A new level, then a trade that changes it.
+    c1.limit("S1", "DEMO1", "MSFT", 2, 300, "399.5");
+    c1.expect("8");
+    let x = m.expect("X");
+    assert_eq!(x.req(262), "R1");
+    assert_eq!(entries(&x), [e("0", "1", "399.5", "300", "1")]);
+    let x = cross(&mut c2, &mut m, "B1", "MSFT", 100, "399.9");
+    assert_eq!(
+        entries(&x),
+        [
+            e("1", "1", "399.5", "200", "2"),
+            e("0", "2", "399.5", "100", "3")
+        ]
+    );
+    // The level empties: a delete.
+    let x = cross(&mut c2, &mut m, "B2", "MSFT", 200, "399.5");
+    assert_eq!(
+        entries(&x),
+        [
+            e("2", "1", "399.5", "", "4"),
+            e("0", "2", "399.5", "200", "5")
+        ]
+    );
+    // A snapshot request (a client that saw a gap) carries the current state and no RptSeq
+    // of its own; the subscription's updates continue where they were.
+    request(&mut m, "R2", "0", 0, &["0", "1"], &["MSFT"]);
+    let w = m.expect("W");
+    assert_eq!(entries(&w), [e("", "1", "400", "50", "")]);
+
+    // Unsubscribed: no more updates.
+    request(&mut m, "R1", "2", 0, &["0", "1", "2"], &["MSFT"]);
+    c1.limit("S2", "DEMO1", "MSFT", 2, 10, "401");
+    c1.expect("8");
+    assert!(
+        m.recv(Duration::from_millis(500)).is_none(),
+        "an update after unsubscribing"
+    );
+    // The same MDReqID can be used again once unsubscribed.
+    request(&mut m, "R1", "1", 1, &["0", "1"], &["MSFT"]);
+    let w = m.expect("W");
+    assert_eq!(
+        entries(&w),
+        [e("", "1", "400", "50", "")],
+        "top of book only"
+    );
+}
+
+#[test]
+fn top_of_book_and_session_statistics() {
+    let ex = start_exchange(&temp_dir("md-top"), None);
+    let mut m = md(ex.port);
+    m.expect("h");
+    let mut c1 = client1(ex.port);
+    let mut c2 = client2(ex.port);
+    request(
+        &mut m,
+        "T",
+        "1",
+        1,
+        &["0", "1", "4", "7", "8", "B"],
+        &["IBM"],
+    );
+    let w = m.expect("W");
+    assert!(entries(&w).is_empty());
+    c1.limit("S1", "DEMO1", "IBM", 2, 100, "200");
+    c1.expect("8");
+    assert_eq!(entries(&m.expect("X")), [e("0", "1", "200", "100", "1")]);
+    // A worse offer is outside the top of book: nothing to publish.
+    c1.limit("S2", "DEMO1", "IBM", 2, 100, "201");
+    c1.expect("8");
+    assert!(m.recv(Duration::from_millis(300)).is_none());
+    // The best offer trades away: the next level comes into view; statistics appear.
+    c2.limit("B1", "DEMO2", "IBM", 1, 100, "200");
+    c2.expect("8");
+    c2.expect("8");
+    let got = entries(&m.expect("X"));
+    assert_eq!(
+        got,
+        [
+            e("2", "1", "200", "", "2"),
+            e("0", "1", "201", "100", "3"),
+            e("0", "4", "200", "", "4"),
+            e("0", "7", "200", "", "5"),
+            e("0", "8", "200", "", "6"),
+            e("0", "B", "", "100", "7"),
+        ]
+    );
+}
+
+#[test]
+fn requests_are_rejected_with_the_right_reason() {
+    let ex = start_exchange(&temp_dir("md-reject"), None);
+    let mut m = md(ex.port);
+    m.expect("h");
+    let reject = |m: &mut FixClient, want: &str| {
+        let y = m.expect("Y");
+        assert_eq!(y.get(281), Some(want), "{y:?}");
+        assert!(y.get(58).is_some_and(|t| !t.is_empty()));
+        y
+    };
+    request(&mut m, "U", "1", 0, &["0"], &["NOPE"]);
+    assert_eq!(reject(&mut m, "0").req(262), "U");
+    request(&mut m, "D", "1", 0, &["0"], &["AAPL"]);
+    m.expect("W");
+    request(&mut m, "D", "1", 0, &["0"], &["MSFT"]);
+    reject(&mut m, "1");
+    request_with(&mut m, "L3", "1", 5, &["0"], &["AAPL"], &[(266, "N")]);
+    reject(&mut m, "5");
+    request_with(&mut m, "F", "1", 0, &["0"], &["AAPL"], &[(265, "0")]);
+    reject(&mut m, "6");
+    request(&mut m, "E", "1", 0, &["0", "6"], &["AAPL"]);
+    reject(&mut m, "8");
+    // Unsubscribing what does not exist is answered, without a reason code.
+    request(&mut m, "none", "2", 0, &["0"], &["AAPL"]);
+    let y = m.expect("Y");
+    assert_eq!(y.get(281), None);
+    // Orders on a market-data session: BusinessMessageReject, not authorized.
+    m.limit("X1", "DEMO1", "AAPL", 1, 1, "1");
+    let j = m.expect("j");
+    assert_eq!(j.get(380), Some("6"), "{j:?}");
+    // And market data on an order-entry session.
+    let mut c1 = client1(ex.port);
+    request(&mut c1, "Q", "1", 0, &["0"], &["AAPL"]);
+    assert_eq!(c1.expect("j").get(380), Some("6"));
+}
+
+#[test]
+fn order_by_order_book() {
+    let ex = start_exchange(&temp_dir("md-l3"), None);
+    let mut m = md(ex.port);
+    m.expect("h");
+    let mut c1 = client1(ex.port);
+    c1.limit("A", "DEMO1", "AMZN", 1, 10, "180");
+    let a = c1.expect("8").req(37).to_string();
+    c1.limit("B", "DEMO1", "AMZN", 1, 20, "180");
+    let b = c1.expect("8").req(37).to_string();
+    request_with(&mut m, "O", "1", 0, &["0", "1"], &["AMZN"], &[(266, "N")]);
+    let w = m.expect("W");
+    let ids: Vec<&str> = w
+        .fields
+        .iter()
+        .filter(|(t, _)| *t == 278)
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [a.as_str(), b.as_str()],
+        "time priority within the level"
+    );
+    c1.send(
+        "F",
+        &[
+            (41, "A".into()),
+            (11, "CA".into()),
+            (1, "DEMO1".into()),
+            (55, "AMZN".into()),
+            (54, "1".into()),
+            (60, "20260101-00:00:00".into()),
+        ],
+    );
+    c1.expect("8");
+    let x = m.expect("X");
+    assert_eq!(x.get(279), Some("2"));
+    assert_eq!(x.get(278), Some(a.as_str()));
+}
+
+#[test]
+fn a_resubscribing_client_continues_after_reconnect() {
+    let ex = start_exchange(&temp_dir("md-reconnect"), None);
+    let mut m = md(ex.port);
+    m.expect("h");
+    request(&mut m, "R", "1", 0, &["0", "1"], &["AAPL"]);
+    m.expect("W");
+    let (out, inn) = (m.next_out(), m.next_in);
+    m.drop_connection();
+    let mut c1 = client1(ex.port);
+    c1.limit("S", "DEMO1", "AAPL", 2, 5, "190");
+    c1.expect("8");
+    // Market data is not kept for resend: the missed update is gap-filled, and the
+    // subscription ended with the connection, so the same MDReqID subscribes again.
+    let mut m = FixClient::logon_at(ex.port, "FIX.4.4", "MD1", "md1", "md1", false, out, inn - 1)
+        .expect("relogon");
+    m.expect("h");
+    request(&mut m, "R", "1", 0, &["0", "1"], &["AAPL"]);
+    let w = m.expect("W");
+    assert_eq!(entries(&w), [e("", "1", "190", "5", "")]);
+}
+
+#[test]
+fn http_order_book_and_candles() {
+    use exchange_tests::http;
+    let ex = start_exchange(&temp_dir("md-http"), None);
+    let hp = ex.http_port;
+    assert_ne!(hp, 0, "the exchange announces its HTTP port");
+    let mut c1 = client1(ex.port);
+    let mut c2 = client2(ex.port);
+    c1.limit("S1", "DEMO1", "AAPL", 2, 300, "190.10");
+    c1.expect("8");
+    c1.limit("S2", "DEMO1", "AAPL", 2, 100, "190.10");
+    c1.expect("8");
+    c1.limit("S3", "DEMO1", "AAPL", 2, 50, "190.20");
+    c1.expect("8");
+    c2.limit("B1", "DEMO2", "AAPL", 1, 70, "189.50");
+    c2.expect("8");
+    c2.limit("B2", "DEMO2", "AAPL", 1, 30, "190.10");
+    c2.expect("8");
+    c2.expect("8");
+    c1.expect("8");
+
+    // The HTTP view follows the event stream asynchronously: poll until it shows the trade.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let book = loop {
+        let r = http(
+            hp,
+            "GET",
+            "/v1/marketdata/orderBook/L2?symbol=AAPL&depth=5",
+            &[],
+            "",
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let j = r.json();
+        if j["asks"][0]["size"] == 370 || std::time::Instant::now() > deadline {
+            break j;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(book["symbol"], "AAPL");
+    assert_eq!(
+        book["asks"],
+        serde_json::json!([
+            {"price": "190.1", "size": 370, "orders": 2},
+            {"price": "190.2", "size": 50, "orders": 1}
+        ])
+    );
+    assert_eq!(
+        book["bids"],
+        serde_json::json!([{"price": "189.5", "size": 70, "orders": 1}])
+    );
+    let top = http(
+        hp,
+        "GET",
+        "/v1/marketdata/orderBook/L2?symbol=AAPL&depth=1",
+        &[],
+        "",
+    )
+    .json();
+    assert_eq!(top["asks"].as_array().unwrap().len(), 1);
+
+    let r = http(
+        hp,
+        "GET",
+        "/v1/marketdata/candles?symbol=AAPL&resolution=1m",
+        &[],
+        "",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let candles = r.json();
+    let c = &candles[0];
+    assert_eq!(
+        (c["open"].as_str(), c["close"].as_str()),
+        (Some("190.1"), Some("190.1"))
+    );
+    assert_eq!(
+        (c["volume"].as_u64(), c["trades"].as_u64()),
+        (Some(30), Some(1))
+    );
+    let start = c["startTime"].as_i64().unwrap();
+    assert_eq!(start % 60_000, 0);
+    let day = http(
+        hp,
+        "GET",
+        "/v1/marketdata/candles?symbol=AAPL&resolution=1d",
+        &[],
+        "",
+    )
+    .json();
+    assert_eq!(day[0]["startTime"].as_i64().unwrap() % 86_400_000, 0);
+    // The range is [startTime, endTime).
+    let none = http(
+        hp,
+        "GET",
+        &format!("/v1/marketdata/candles?symbol=AAPL&resolution=1m&startTime=0&endTime={start}"),
+        &[],
+        "",
+    );
+    assert_eq!(none.json(), serde_json::json!([]));
+
+    for (path, status, says) in [
+        ("/v1/marketdata/orderBook/L2", 400, "symbol is required"),
+        (
+            "/v1/marketdata/orderBook/L2?symbol=NOPE",
+            404,
+            "unknown symbol",
+        ),
+        (
+            "/v1/marketdata/orderBook/L2?symbol=AAPL&depth=0",
+            400,
+            "depth",
+        ),
+        (
+            "/v1/marketdata/orderBook/L2?symbol=AAPL&depth=x",
+            400,
+            "depth",
+        ),
+        (
+            "/v1/marketdata/candles?symbol=AAPL",
+            400,
+            "resolution is required",
+        ),
+        (
+            "/v1/marketdata/candles?symbol=AAPL&resolution=2m",
+            400,
+            "resolution must be",
+        ),
+        (
+            "/v1/marketdata/candles?symbol=AAPL&resolution=1m&startTime=abc",
+            400,
+            "startTime",
+        ),
+        (
+            "/v1/marketdata/candles?symbol=AAPL&resolution=1m&startTime=5&endTime=1",
+            400,
+            "after",
+        ),
+        (
+            "/v1/marketdata/candles?symbol=ZZZ&resolution=1m",
+            404,
+            "unknown symbol",
+        ),
+    ] {
+        let r = http(hp, "GET", path, &[], "");
+        assert_eq!(r.status, status, "{path}: {}", r.body);
+        let err = r.json()["error"].as_str().unwrap_or_default().to_string();
+        assert!(err.contains(says), "{path}: {err}");
+    }
+}
