@@ -52,6 +52,16 @@ struct Args {
     /// Symbols to trade (the first N of the default universe).
     #[arg(long, default_value_t = 20)]
     symbols: usize,
+    /// Market-data sessions that subscribe to the traded symbols while the load runs
+    /// (MDS001, MDS002, ...; configure them with a market-data session group).
+    #[arg(long, default_value_t = 0)]
+    md_sessions: u32,
+    /// Name prefix of the market-data sessions.
+    #[arg(long, default_value = "MDS")]
+    md_prefix: String,
+    /// MarketDepth the market-data sessions ask for (0 is the full book).
+    #[arg(long, default_value_t = 1)]
+    md_depth: u32,
 }
 
 #[derive(Default)]
@@ -105,6 +115,40 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let nonce = gateway::time::now_millis() as u64 % 1_000_000_000;
     let mut tasks = Vec::new();
     let hists = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+    // Subscribers first: the load starts once every one has its snapshot.
+    let delays = Arc::new(std::sync::Mutex::new(Histogram::<u64>::new(3)?));
+    let updates = Arc::new(AtomicU64::new(0));
+    let md_ready = Arc::new(AtomicU64::new(0));
+    let md_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut md_tasks = Vec::new();
+    let names: Vec<String> = symbols.iter().map(|s| s.0.clone()).collect();
+    for i in 1..=args.md_sessions {
+        let (args, names, delays, updates) = (
+            args.clone(),
+            names.clone(),
+            Arc::clone(&delays),
+            Arc::clone(&updates),
+        );
+        let (ready, done) = (Arc::clone(&md_ready), Arc::clone(&md_done));
+        md_tasks.push(tokio::spawn(async move {
+            subscriber(i, args, names, delays, updates, ready, done).await
+        }));
+    }
+    let waiting = Instant::now();
+    while md_ready.load(Ordering::Relaxed) < u64::from(args.md_sessions) {
+        if waiting.elapsed() > Duration::from_secs(300) || md_tasks.iter().any(|t| t.is_finished())
+        {
+            bail!("market-data sessions did not all subscribe");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if args.md_sessions > 0 {
+        eprintln!(
+            "{} market-data sessions subscribed in {:.1}s",
+            args.md_sessions,
+            waiting.elapsed().as_secs_f64()
+        );
+    }
     let start = Instant::now() + Duration::from_millis(500);
     for i in 1..=args.sessions {
         let (args, symbols, counters, hists) = (
@@ -142,6 +186,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             errors += 1;
         }
     }
+    md_done.store(true, Ordering::Relaxed);
+    for t in md_tasks {
+        if let Err(e) = t.await? {
+            eprintln!("market-data session failed: {e:#}");
+            errors += 1;
+        }
+    }
     progress.abort();
     let h = hists.lock().await;
     let sent = counters.sent.load(Ordering::Relaxed);
@@ -167,6 +218,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         us(h.value_at_quantile(0.999)),
         us(h.max())
     );
+    if args.md_sessions > 0 {
+        let d = delays.lock().unwrap_or_else(|e| e.into_inner());
+        println!(
+            "market data: {} subscribers, {} incremental refreshes received; trade->incremental delay ms (1 ms resolution): p50 {:.0}  p99 {:.0}  p99.9 {:.0}  max {:.0} over {} trade entries",
+            args.md_sessions,
+            updates.load(Ordering::Relaxed),
+            us(d.value_at_quantile(0.5)) / 1000.0,
+            us(d.value_at_quantile(0.99)) / 1000.0,
+            us(d.value_at_quantile(0.999)) / 1000.0,
+            us(d.max()) / 1000.0,
+            d.len()
+        );
+    }
     if errors > 0 {
         bail!("{errors} sessions failed");
     }
@@ -184,13 +248,9 @@ async fn session(
     start: Instant,
 ) -> anyhow::Result<()> {
     let name = format!("{}{index:03}", args.prefix);
-    let sock = TcpStream::connect((args.host.as_str(), args.port))
-        .await
-        .with_context(|| format!("{name}: connecting"))?;
-    sock.set_nodelay(true)?;
-    let (mut rd, mut wr) = sock.into_split();
+    let (mut rd, mut wr, mut buf) = logon(&args, &name).await?;
     let mut enc = Encoder::new();
-    let mut seq = 1u64;
+    let mut seq = 2u64;
     let header = |enc: &mut Encoder, t: &[u8], seq: u64| {
         enc.start(t)
             .str(49, &name)
@@ -198,34 +258,6 @@ async fn session(
             .uint(34, seq)
             .field(52, &now_text());
     };
-    header(&mut enc, b"A", seq);
-    enc.str(98, "0")
-        .str(108, "30")
-        .str(141, "Y")
-        .str(553, &name.to_lowercase())
-        .str(554, &args.password);
-    wr.write_all(enc.finish(b"FIX.4.4")).await?;
-    seq += 1;
-    // Wait for the Logon answer.
-    let mut buf = Vec::with_capacity(1 << 16);
-    loop {
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(10), rd.read(&mut chunk))
-            .await
-            .with_context(|| format!("{name}: no logon answer"))??;
-        if n == 0 {
-            bail!("{name}: connection closed at logon");
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Framing::Frame(r) = frame(&buf, 1 << 20) {
-            let m = Message::parse(&buf[r.clone()]).map_err(|e| anyhow::anyhow!("{e}"))?;
-            if m.msg_type() != b"A" {
-                bail!("{name}: logon refused: {:?}", m.get_str(58));
-            }
-            buf.drain(..r.end);
-            break;
-        }
-    }
 
     let pending = Arc::new(std::sync::Mutex::new(Pending {
         sent_at: HashMap::new(),
@@ -380,5 +412,143 @@ async fn session(
         .hist
         .clone();
     hists.lock().await.add(&hist)?;
+    Ok(())
+}
+
+type Halves = (
+    tokio::net::tcp::OwnedReadHalf,
+    tokio::net::tcp::OwnedWriteHalf,
+    Vec<u8>,
+);
+
+/// Connects and logs on as `name` (MsgSeqNum 1, ResetSeqNumFlag); returns the connection and
+/// whatever arrived after the Logon answer.
+async fn logon(args: &Args, name: &str) -> anyhow::Result<Halves> {
+    let sock = TcpStream::connect((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("{name}: connecting"))?;
+    sock.set_nodelay(true)?;
+    let (mut rd, mut wr) = sock.into_split();
+    let mut enc = Encoder::new();
+    enc.start(b"A")
+        .str(49, name)
+        .str(56, "EXCH")
+        .uint(34, 1)
+        .field(52, &now_text());
+    enc.str(98, "0")
+        .str(108, "60")
+        .str(141, "Y")
+        .str(553, &name.to_lowercase())
+        .str(554, &args.password);
+    wr.write_all(enc.finish(b"FIX.4.4")).await?;
+    let mut buf = Vec::with_capacity(1 << 16);
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(30), rd.read(&mut chunk))
+            .await
+            .with_context(|| format!("{name}: no logon answer"))??;
+        if n == 0 {
+            bail!("{name}: connection closed at logon");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Framing::Frame(r) = frame(&buf, 1 << 20) {
+            let m = Message::parse(&buf[r.clone()]).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if m.msg_type() != b"A" {
+                bail!("{name}: logon refused: {:?}", m.get_str(58));
+            }
+            buf.drain(..r.end);
+            return Ok((rd, wr, buf));
+        }
+    }
+}
+
+/// A market-data subscriber: subscribes to the symbols and records, for every trade entry of
+/// an incremental refresh, the delay from the trade (MDEntryDate/MDEntryTime, ms) to arrival.
+async fn subscriber(
+    index: u32,
+    args: Args,
+    symbols: Vec<String>,
+    delays: Arc<std::sync::Mutex<Histogram<u64>>>,
+    updates: Arc<AtomicU64>,
+    ready: Arc<AtomicU64>,
+    done: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<()> {
+    let name = format!("{}{index:03}", args.md_prefix);
+    let (mut rd, mut wr, mut buf) = logon(&args, &name).await?;
+    let mut enc = Encoder::new();
+    enc.start(b"V")
+        .str(49, &name)
+        .str(56, "EXCH")
+        .uint(34, 2)
+        .field(52, &now_text())
+        .str(262, "L")
+        .str(263, "1")
+        .uint(264, u64::from(args.md_depth))
+        .str(267, "3")
+        .str(269, "0")
+        .str(269, "1")
+        .str(269, "2")
+        .uint(146, symbols.len() as u64);
+    for s in &symbols {
+        enc.str(55, s);
+    }
+    wr.write_all(enc.finish(b"FIX.4.4")).await?;
+    let mut hist = Histogram::<u64>::new(3)?;
+    let mut chunk = vec![0u8; 1 << 16];
+    let mut subscribed = false;
+    while !done.load(Ordering::Relaxed) {
+        let n = match tokio::time::timeout(Duration::from_millis(200), rd.read(&mut chunk)).await {
+            Err(_) => continue,
+            Ok(Ok(0)) | Ok(Err(_)) => bail!("{name}: disconnected"),
+            Ok(Ok(n)) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let now_ms = gateway::time::now_millis();
+        let mut used = 0;
+        let mut fields = Vec::with_capacity(256);
+        while let Framing::Frame(r) = frame(&buf[used..], 1 << 24) {
+            let raw = &buf[used + r.start..used + r.end];
+            used += r.end;
+            if gateway::codec::parse(raw, &mut fields).is_err() {
+                continue;
+            }
+            match fields.get(2).map(|f| f.value) {
+                Some(b"W") if !subscribed => {
+                    subscribed = true;
+                    ready.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Some(b"Y") => bail!("{name}: subscription rejected"),
+                Some(b"X") => {}
+                _ => continue,
+            }
+            updates.fetch_add(1, Ordering::Relaxed);
+            let mut trade = false;
+            let mut date = None;
+            for f in &fields {
+                match f.tag {
+                    279 => trade = false,
+                    269 => trade = f.value == b"2",
+                    272 if trade => {
+                        date = gateway::time::parse_date(f.value).map(|d| d * 86_400_000)
+                    }
+                    273 if trade => {
+                        if let (Some(d), Some(t)) = (date, gateway::time::parse_time_only(f.value))
+                        {
+                            let delay = (now_ms - (d + t)).max(0) as u64;
+                            let _ = hist.record(delay * 1000);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        buf.drain(..used);
+    }
+    let _ = wr.shutdown().await;
+    delays
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .add(&hist)?;
     Ok(())
 }
