@@ -20,7 +20,7 @@ const SOH: u8 = 1;
 /// How long an expected message may take (the heartbeat tests wait several intervals).
 const RECV_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the acceptor may take to close a connection.
-const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Replaces `<TIME>`, `<TIME+N>` and `<TIME-N>` with the current UTC time shifted by N seconds.
 fn substitute_time(line: &[u8]) -> Vec<u8> {
