@@ -90,6 +90,30 @@ fn entries(m: &Msg) -> Vec<(String, String, String, String, String)> {
     out
 }
 
+/// Waits until market data shows `orders` resting orders in `symbol` (HTTP order book). The
+/// feed follows the execution reports (it never delays them), so a client that has its report
+/// may ask for a snapshot before the feed has the order; this waits for the feed to catch up.
+fn wait_for_orders(http_port: u16, symbol: &str, orders: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let path = format!("/v1/marketdata/orderBook/L2?symbol={symbol}&depth=1000");
+    loop {
+        let book = exchange_tests::http(http_port, "GET", &path, &[], "").json();
+        let count: u64 = ["bids", "asks"]
+            .iter()
+            .flat_map(|side| book[side].as_array().cloned().unwrap_or_default())
+            .map(|l| l["orders"].as_u64().unwrap_or(0))
+            .sum();
+        if count == orders {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "market data never showed {orders} orders in {symbol}: {book}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// CLIENT2 buys into the book (an ack and a fill) and the subscriber's next update arrives.
 fn cross(c2: &mut FixClient, m: &mut FixClient, cl: &str, sym: &str, qty: u64, px: &str) -> Msg {
     c2.limit(cl, "DEMO2", sym, 1, qty, px);
@@ -114,6 +138,7 @@ fn subscribe_update_unsubscribe() {
     // A resting order before the subscription is in the snapshot.
     c1.limit("S0", "DEMO1", "MSFT", 2, 50, "400");
     c1.expect("8");
+    wait_for_orders(ex.http_port, "MSFT", 1);
     request(&mut m, "R1", "1", 0, &["0", "1", "2"], &["MSFT"]);
     let w = m.expect("W");
     assert_eq!((w.req(262), w.req(55), w.req(83)), ("R1", "MSFT", "0"));
@@ -255,6 +280,7 @@ fn order_by_order_book() {
     let a = c1.expect("8").req(37).to_string();
     c1.limit("B", "DEMO1", "AMZN", 1, 20, "180");
     let b = c1.expect("8").req(37).to_string();
+    wait_for_orders(ex.http_port, "AMZN", 2);
     request_with(&mut m, "O", "1", 0, &["0", "1"], &["AMZN"], &[(266, "N")]);
     let w = m.expect("W");
     let ids: Vec<&str> = w
@@ -297,6 +323,7 @@ fn a_resubscribing_client_continues_after_reconnect() {
     let mut c1 = client1(ex.port);
     c1.limit("S", "DEMO1", "AAPL", 2, 5, "190");
     c1.expect("8");
+    wait_for_orders(ex.http_port, "AAPL", 1);
     // Market data is not kept for resend: the missed update is gap-filled, and the
     // subscription ended with the connection, so the same MDReqID subscribes again.
     let mut m = FixClient::logon_at(ex.port, "FIX.4.4", "MD1", "md1", "md1", false, out, inn - 1)
