@@ -369,6 +369,18 @@ struct Changes {
     stats_before: Option<Stats>,
 }
 
+impl Changes {
+    /// Forgets the changes, keeping the allocations for the next round.
+    fn clear(&mut self) {
+        self.dirty = false;
+        self.levels.clear();
+        self.level_set.clear();
+        self.orders.clear();
+        self.trades.clear();
+        self.stats_before = None;
+    }
+}
+
 #[derive(Debug)]
 struct Instrument {
     book: OrderBook,
@@ -529,25 +541,11 @@ impl Feed {
     }
 
     fn remove_order(&mut self, sym: SymbolId, id: OrderId) {
-        let Some(o) = self.book(sym).and_then(|b| b.order(id)) else {
-            return;
-        };
-        self.touch_level(sym, o.side, o.price);
-        let ins = &mut self.instruments[usize::from(sym.0)];
-        ins.book.remove(id);
-        ins.changes.orders.push(OrderDiff {
-            action: Action::Delete,
-            side: o.side,
-            id,
-            price: o.price,
-            qty: 0,
-        });
+        self.set_order_qty(sym, id, 0);
     }
 
+    /// Sets a resting order's quantity in place; 0 removes it.
     fn set_order_qty(&mut self, sym: SymbolId, id: OrderId, qty: Qty) {
-        if qty == 0 {
-            return self.remove_order(sym, id);
-        }
         let Some(o) = self.book(sym).and_then(|b| b.order(id)) else {
             return;
         };
@@ -555,7 +553,11 @@ impl Feed {
         let ins = &mut self.instruments[usize::from(sym.0)];
         ins.book.set_qty(id, qty);
         ins.changes.orders.push(OrderDiff {
-            action: Action::Change,
+            action: if qty == 0 {
+                Action::Delete
+            } else {
+                Action::Change
+            },
             side: o.side,
             id,
             price: o.price,
@@ -963,7 +965,14 @@ impl Feed {
         }
         let mut pending: FxHashMap<usize, Vec<Entry>> = FxHashMap::default();
         let mut order: Vec<usize> = Vec::new();
+        // Asking costs a lock on the subscriber's session: once per subscriber and flush.
+        let mut readiness: FxHashMap<SubscriberId, bool> = FxHashMap::default();
         for sym in std::mem::take(&mut self.dirty) {
+            if self.instruments[usize::from(sym.0)].subs.is_empty() {
+                // Nobody to tell: a later subscriber starts from a snapshot.
+                self.instruments[usize::from(sym.0)].changes.clear();
+                continue;
+            }
             let (full, views, orders, trades, stats) = self.diff(sym);
             let ins = &self.instruments[usize::from(sym.0)];
             for &si in &ins.subs {
@@ -1043,7 +1052,10 @@ impl Feed {
                 if entries.is_empty() {
                     continue;
                 }
-                if !ready(sub.subscriber) {
+                if !*readiness
+                    .entry(sub.subscriber)
+                    .or_insert_with(|| ready(sub.subscriber))
+                {
                     sub.stale = true;
                     pending.remove(&si);
                     continue;
@@ -1118,7 +1130,7 @@ impl Feed {
         Vec<(Action, EntryKind, Option<Price>, Option<Qty>)>,
     ) {
         let ins = &mut self.instruments[usize::from(sym.0)];
-        let ch = std::mem::take(&mut ins.changes);
+        let ch = &ins.changes;
         let mut full = Vec::new();
         // Deletes first, so that a client never holds more levels than the book.
         for (side, price, existed) in &ch.levels {
@@ -1182,7 +1194,10 @@ impl Feed {
                 }
             }
         }
-        (full, views, ch.orders, ch.trades, stats)
+        let orders = std::mem::take(&mut ins.changes.orders);
+        let trades = std::mem::take(&mut ins.changes.trades);
+        ins.changes.clear();
+        (full, views, orders, trades, stats)
     }
 }
 

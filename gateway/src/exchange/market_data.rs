@@ -30,8 +30,7 @@ pub const CONFLATE_AT: usize = 256;
 #[allow(missing_docs)]
 pub mod tag {
     use crate::codec::Tag;
-    pub const SYMBOL: Tag = 55;
-    pub const TEXT: Tag = 58;
+    pub use crate::reports::tag::{SYMBOL, TEXT};
     pub const RPT_SEQ: Tag = 83;
     pub const NO_RELATED_SYM: Tag = 146;
     pub const MD_REQ_ID: Tag = 262;
@@ -85,7 +84,8 @@ impl MarketData {
         self.archive_evicted();
     }
 
-    fn archive_evicted(&mut self) {
+    /// Archives the candles the events applied so far pushed out of the rings.
+    pub fn archive_evicted(&mut self) {
         let evicted = self.feed.take_evicted();
         if let Some(a) = &self.archive {
             for (sym, r, c) in evicted {

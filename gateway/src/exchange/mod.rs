@@ -206,11 +206,12 @@ impl Exchange {
         let mut events = Vec::new();
         let mut reports = Vec::new();
         let mut redelivered = 0u64;
+        let candles = candle_dir(data);
         let mut md = MarketData {
             feed: Feed::new(names.symbols.clone(), FeedConfig::default()),
             archive: Some(
-                Archive::create(&candle_dir(data))
-                    .with_context(|| format!("creating {}", candle_dir(data).display()))?,
+                Archive::create(&candles)
+                    .with_context(|| format!("creating {}", candles.display()))?,
             ),
         };
         let options = JournalOptions {
@@ -237,7 +238,7 @@ impl Exchange {
         })?;
         let last = journal.next_seq() - 1;
         watermark.set(last);
-        md.apply(&[]);
+        md.archive_evicted();
         let market_data = Arc::new(Mutex::new(md));
         tracing::info!(
             records = recovery.records,

@@ -155,10 +155,7 @@ impl OrderEntry {
             .is_some_and(|md| md.try_send(input).is_ok())
     }
 
-    fn market_data_request(&self, key: &SessionKey, msg: &Message<'_>, reply: &mut Vec<Outgoing>) {
-        let Some((id, _)) = self.role(key) else {
-            return;
-        };
+    fn market_data_request(&self, id: SessionId, msg: &Message<'_>, reply: &mut Vec<Outgoing>) {
         let r = market_data::parse_request(msg);
         let req_id = r.req_id.clone();
         if !self.to_market_data(MdInput::Request(id.0, r)) {
@@ -373,19 +370,18 @@ impl Application for OrderEntry {
         reply: &mut Vec<Outgoing>,
     ) -> Result<(), AppReject> {
         let get = |t| msg.get(t).unwrap_or_default();
-        let role = self.role(key).map_or(Role::OrderEntry, |(_, r)| r);
-        match (role, msg.msg_type()) {
-            (Role::MarketData, b"V") => {
-                self.market_data_request(key, msg, reply);
+        match (self.role(key), msg.msg_type()) {
+            (Some((id, Role::MarketData)), b"V") => {
+                self.market_data_request(id, msg, reply);
                 return Ok(());
             }
-            (Role::MarketData | Role::DropCopy, b"D" | b"F" | b"G") => {
+            (Some((_, Role::MarketData | Role::DropCopy)), b"D" | b"F" | b"G") => {
                 return Err(AppReject::Business {
                     reason: 6,
                     text: "orders are not accepted on this session: it is read-only".into(),
                 });
             }
-            (Role::OrderEntry | Role::DropCopy, b"V") => {
+            (_, b"V") => {
                 return Err(AppReject::Business {
                     reason: 6,
                     text: "market data is served on market-data sessions".into(),
