@@ -219,15 +219,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         us(h.max())
     );
     if args.md_sessions > 0 {
+        // The delays are recorded in whole milliseconds.
+        let ms = |v: u64| v as f64;
         let d = delays.lock().unwrap_or_else(|e| e.into_inner());
         println!(
             "market data: {} subscribers, {} incremental refreshes received; trade->incremental delay ms (1 ms resolution): p50 {:.0}  p99 {:.0}  p99.9 {:.0}  max {:.0} over {} trade entries",
             args.md_sessions,
             updates.load(Ordering::Relaxed),
-            us(d.value_at_quantile(0.5)) / 1000.0,
-            us(d.value_at_quantile(0.99)) / 1000.0,
-            us(d.value_at_quantile(0.999)) / 1000.0,
-            us(d.max()) / 1000.0,
+            ms(d.value_at_quantile(0.5)),
+            ms(d.value_at_quantile(0.99)),
+            ms(d.value_at_quantile(0.999)),
+            ms(d.max()),
             d.len()
         );
     }
@@ -536,7 +538,7 @@ async fn subscriber(
                         if let (Some(d), Some(t)) = (date, gateway::time::parse_time_only(f.value))
                         {
                             let delay = (now_ms - (d + t)).max(0) as u64;
-                            let _ = hist.record(delay * 1000);
+                            let _ = hist.record(delay);
                         }
                     }
                     _ => {}
