@@ -4,7 +4,9 @@
 //! so a report rendered at replay is byte for byte the report rendered live.
 
 use engine::event::{Fill, OrderView};
-use engine::types::{OrdStatus, OrdType, OrderId, PRICE_SCALE, Side, TimeInForce};
+use engine::types::{
+    AccountId, OrdStatus, OrdType, OrderId, PRICE_SCALE, SessionId, Side, TimeInForce,
+};
 use engine::{Event, RejectReason};
 
 use crate::codec::Tag;
@@ -155,8 +157,30 @@ impl Fields {
     }
 }
 
-/// Who gets a report: the engine's session id and the message.
-pub type Report = (engine::types::SessionId, Outgoing);
+/// A rendered report: the session that owns the order, the order's account and the message.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The owning session (the engine's id).
+    pub session: SessionId,
+    /// The order's account (drop copies are routed by it).
+    pub account: AccountId,
+    /// The ExecutionReport or OrderCancelReject.
+    pub msg: Outgoing,
+}
+
+impl Report {
+    /// Whether the message is an ExecutionReport (what drop-copy sessions receive).
+    pub fn is_execution_report(&self) -> bool {
+        self.msg.msg_type == b"8"
+    }
+
+    /// The message as a drop copy: CopyMsgIndicator (797) = Y.
+    pub fn copy(&self) -> Outgoing {
+        let mut m = self.msg.clone();
+        m.fields.push((tag::COPY_MSG_INDICATOR, b"Y".to_vec()));
+        m
+    }
+}
 
 /// The ExecutionReport and OrderCancelReject messages an event produces, in order.
 pub fn render(event: &Event, timestamp_ns: i64, names: &Names, out: &mut Vec<Report>) {
@@ -209,7 +233,11 @@ pub fn render(event: &Event, timestamp_ns: i64, names: &Names, out: &mut Vec<Rep
                 .put(tag::AVG_PX, "0")
                 .put(tag::TRANSACT_TIME, time.as_bytes())
                 .put(tag::TEXT, e.reason.text());
-            out.push((e.session, outgoing(b"8", f)));
+            out.push(Report {
+                session: e.session,
+                account: e.account,
+                msg: outgoing(b"8", f),
+            });
         }
         Event::Trade(t) => {
             for (fill, taker) in [(&t.maker, false), (&t.taker, true)] {
@@ -240,7 +268,11 @@ pub fn render(event: &Event, timestamp_ns: i64, names: &Names, out: &mut Vec<Rep
                 )
                 .put(tag::TRANSACT_TIME, time.as_bytes())
                 .put(tag::TEXT, e.reason.text());
-            out.push((e.session, outgoing(b"9", f)));
+            out.push(Report {
+                session: e.session,
+                account: e.account,
+                msg: outgoing(b"9", f),
+            });
         }
         Event::TradingStatus(_) | Event::Transfer(_) => {}
     }
@@ -286,7 +318,11 @@ fn order_report(
     if let Some(t) = text {
         f.put(tag::TEXT, t);
     }
-    (o.session, outgoing(b"8", f))
+    Report {
+        session: o.session,
+        account: o.account,
+        msg: outgoing(b"8", f),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -326,7 +362,11 @@ fn fill_report(
         .num(tag::CUM_QTY, fill.cum_qty)
         .put(tag::AVG_PX, fmt_avg(fill.cum_cost, fill.cum_qty))
         .put(tag::TRANSACT_TIME, time);
-    (fill.session, outgoing(b"8", f))
+    Report {
+        session: fill.session,
+        account: fill.account,
+        msg: outgoing(b"8", f),
+    }
 }
 
 /// An ExecutionReport rejecting a new order before it reached the engine (entitlement, rate

@@ -239,9 +239,9 @@ mod tests {
     fn the_embedded_configuration_resolves() {
         let c = ExchangeConfig::embedded(Path::new("/x"));
         assert_eq!(c.accounts.len(), 2 + 32);
-        assert_eq!(c.sessions.len(), 3 + 32);
-        assert_eq!(c.sessions[3].target_comp_id, "LOAD001");
-        assert_eq!(c.sessions[3].accounts, ["LOAD001"]);
+        assert_eq!(c.sessions.len(), 4 + 32);
+        assert_eq!(c.sessions[4].target_comp_id, "LOAD001");
+        assert_eq!(c.sessions[4].accounts, ["LOAD001"]);
         let gateway = c.gateway();
         assert_eq!(gateway.acceptor.store_path, Path::new("/x/data/sessions"));
         let sessions = gateway.resolve().unwrap();

@@ -38,8 +38,8 @@ use marketdata::{Feed, FeedConfig};
 
 use crate::acceptor::Acceptor;
 use crate::config::Role;
-use crate::reports::{Names, render, tag};
-use crate::session::{Outgoing, Session, SessionKey};
+use crate::reports::{Names, Report, render, tag};
+use crate::session::{Session, SessionKey};
 use crate::time::{now_millis, now_nanos, yyyymmdd};
 use config::ExchangeConfig;
 use market_data::{MarketData, MdInput};
@@ -124,6 +124,33 @@ impl Watermark {
     }
 }
 
+/// Where reports go: to the session that owns the order, and as a drop copy to every drop-copy
+/// session covering the order's account.
+struct Routes {
+    keys: Vec<SessionKey>,
+    /// Drop-copy sessions (indices into `keys`) by account id.
+    copies: Vec<Vec<usize>>,
+}
+
+impl Routes {
+    /// Sends a report and its drop copies; a re-delivery is flagged PossResend (97=Y).
+    fn deliver(&self, acceptor: &Acceptor<OrderEntry>, mut r: Report, resend: bool) {
+        if resend {
+            r.msg.fields.push((tag::POSS_RESEND, b"Y".to_vec()));
+        }
+        if r.is_execution_report()
+            && let Some(copies) = self.copies.get(r.account.0 as usize)
+        {
+            for &i in copies {
+                acceptor.send(&self.keys[i], &r.copy());
+            }
+        }
+        if let Some(k) = self.keys.get(r.session.0 as usize) {
+            acceptor.send(k, &r.msg);
+        }
+    }
+}
+
 /// Where the candle archive lives under the data directory.
 pub fn candle_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("candles")
@@ -165,6 +192,7 @@ impl Exchange {
         let mut sessions = Vec::new();
         let mut infos = HashMap::new();
         let mut keys: Vec<SessionKey> = Vec::new();
+        let mut copies = vec![Vec::new(); config.accounts.len()];
         let gateway = config.gateway();
         for (i, s) in gateway.resolve()?.into_iter().enumerate() {
             let k = s.settings.key.clone();
@@ -176,6 +204,11 @@ impl Exchange {
                 .map(|a| (a.clone(), account_ids[a.as_str()]))
                 .collect();
             let role = s.config.role()?;
+            if role == Role::DropCopy {
+                for a in &s.config.accounts {
+                    copies[account_ids[a.as_str()].0 as usize].push(i);
+                }
+            }
             infos.insert(
                 k.clone(),
                 SessionInfo::new(SessionId(i as u32), accounts, role),
@@ -199,6 +232,10 @@ impl Exchange {
             config.exchange.max_orders_per_second,
         );
         let acceptor = Acceptor::new(sessions, Arc::new(Mutex::new(entry)));
+        let routes = Routes {
+            keys: keys.clone(),
+            copies,
+        };
 
         // Recovery: replay the journal; re-deliver what may not have reached the sessions.
         let (watermark, delivered) = Watermark::open(&data.join("delivered"))?;
@@ -228,9 +265,8 @@ impl Exchange {
                 for e in events.iter() {
                     render(e, r.timestamp, &names, &mut reports);
                 }
-                for (sid, mut msg) in reports.drain(..) {
-                    msg.fields.push((tag::POSS_RESEND, b"Y".to_vec()));
-                    acceptor.send(&keys[sid.0 as usize], &msg);
+                for r in reports.drain(..) {
+                    routes.deliver(&acceptor, r, true);
                     redelivered += 1;
                 }
             }
@@ -310,7 +346,9 @@ impl Exchange {
             let acceptor = Arc::clone(&acceptor);
             std::thread::Builder::new()
                 .name("reports".into())
-                .spawn(move || run_reports(out_rx, &acceptor, &keys, &names, &watermark, &md_tx))?
+                .spawn(move || {
+                    run_reports(out_rx, &acceptor, &routes, &names, &watermark, &md_tx)
+                })?
         };
         drop(tx);
         Ok(Exchange {
@@ -419,19 +457,17 @@ fn run_engine(
 fn run_reports(
     rx: Receiver<Batch>,
     acceptor: &Acceptor<OrderEntry>,
-    keys: &[SessionKey],
+    routes: &Routes,
     names: &Names,
     watermark: &Watermark,
     md: &SyncSender<MdInput>,
 ) {
-    let mut reports: Vec<(SessionId, Outgoing)> = Vec::new();
+    let mut reports: Vec<Report> = Vec::new();
     for batch in rx {
         for s in &batch.events {
             render(&s.event, s.timestamp, names, &mut reports);
-            for (sid, msg) in reports.drain(..) {
-                if let Some(k) = keys.get(sid.0 as usize) {
-                    acceptor.send(k, &msg);
-                }
+            for r in reports.drain(..) {
+                routes.deliver(acceptor, r, false);
             }
         }
         watermark.set(batch.last_seq);
