@@ -408,6 +408,173 @@ impl Journal {
     }
 }
 
+/// A reader that follows a journal while it is written: each [`Follower::poll`] returns the
+/// records appended since the last, up to a sequence id the caller knows to be complete (the
+/// writer's committed id), so a record being written is never read half-way.
+pub struct Follower {
+    dir: PathBuf,
+    next_seq: u64,
+    /// The open segment: its first sequence id, the file and the unread bytes.
+    segment: Option<(u64, File, PathBuf)>,
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Follower {
+    /// A follower of the journal in `dir`, starting at sequence id 1.
+    pub fn new(dir: &Path) -> Follower {
+        Follower {
+            dir: dir.to_path_buf(),
+            next_seq: 1,
+            segment: None,
+            buf: Vec::with_capacity(1 << 20),
+            start: 0,
+        }
+    }
+
+    /// The sequence id of the next record to read.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Reads records in order while their sequence ids are at most `up_to`, at most `max` of
+    /// them, calling `f` for each; returns how many were read.
+    pub fn poll(
+        &mut self,
+        up_to: u64,
+        max: usize,
+        mut f: impl FnMut(&Record),
+    ) -> Result<usize, JournalError> {
+        let mut n = 0;
+        while n < max && self.next_seq <= up_to {
+            match self.next_record()? {
+                Some(r) => {
+                    f(&r);
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        Ok(n)
+    }
+
+    fn next_record(&mut self) -> Result<Option<Record>, JournalError> {
+        loop {
+            if self.segment.is_none() && !self.open_segment()? {
+                return Ok(None);
+            }
+            let avail = &self.buf[self.start..];
+            let complete = avail.len() >= RECORD_HEADER && {
+                let len = u32::from_le_bytes(avail[0..4].try_into().unwrap_or_default()) as usize;
+                avail.len() >= RECORD_HEADER + len.min(MAX_COMMAND_LEN + 1)
+            };
+            if complete {
+                let (first, _, path) = self.segment.as_ref().expect("open segment");
+                let corrupt = |reason: String| JournalError::Corrupt {
+                    segment: path.clone(),
+                    offset: 0,
+                    reason: format!("following from sequence {first}: {reason}"),
+                };
+                let (r, len) = decode_record(avail).map_err(corrupt)?;
+                if r.seq != self.next_seq {
+                    return Err(corrupt(format!(
+                        "sequence {} where {} was expected",
+                        r.seq, self.next_seq
+                    )));
+                }
+                self.start += len;
+                self.next_seq += 1;
+                return Ok(Some(r));
+            }
+            if !self.read_more()? {
+                // The segment is exhausted: the writer rolled over if the next one exists.
+                if self.buf.len() == self.start && self.next_segment_exists()? {
+                    self.segment = None;
+                    continue;
+                }
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Reads what the writer appended to the open segment; false when nothing was new.
+    fn read_more(&mut self) -> Result<bool, JournalError> {
+        use std::io::Read;
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let (_, file, path) = self.segment.as_mut().expect("open segment");
+        let old = self.buf.len();
+        self.buf.resize(old + (1 << 20), 0);
+        let got = file.read(&mut self.buf[old..]).map_err(io_err(path))?;
+        self.buf.truncate(old + got);
+        Ok(got > 0)
+    }
+
+    fn next_segment_exists(&self) -> Result<bool, JournalError> {
+        let open = self.segment.as_ref().map_or(0, |(first, _, _)| *first);
+        Ok(open < self.next_seq
+            && segments(&self.dir)?
+                .iter()
+                .any(|(first, _)| *first == self.next_seq))
+    }
+
+    /// Opens the segment holding `next_seq` and skips to it; false when there is none yet.
+    fn open_segment(&mut self) -> Result<bool, JournalError> {
+        let segs = segments(&self.dir)?;
+        let Some((first, path)) = segs.iter().rev().find(|(f, _)| *f <= self.next_seq) else {
+            return Ok(false);
+        };
+        let mut file = File::open(path).map_err(io_err(path))?;
+        let mut header = [0u8; SEGMENT_HEADER];
+        {
+            use std::io::Read;
+            if file.read_exact(&mut header).is_err() {
+                return Ok(false);
+            }
+        }
+        if &header[..8] != MAGIC {
+            return Err(JournalError::Corrupt {
+                segment: path.clone(),
+                offset: 0,
+                reason: "not a journal segment".into(),
+            });
+        }
+        self.buf.clear();
+        self.start = 0;
+        self.segment = Some((*first, file, path.clone()));
+        // Records before `next_seq` in this segment were read before (or are being skipped).
+        while let Some(r) = self.peek_skip()? {
+            if r >= self.next_seq {
+                break;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Skips one record below `next_seq`; returns the sequence id of the record now first.
+    fn peek_skip(&mut self) -> Result<Option<u64>, JournalError> {
+        loop {
+            let avail = &self.buf[self.start..];
+            if avail.len() >= RECORD_HEADER {
+                let len = u32::from_le_bytes(avail[0..4].try_into().unwrap_or_default()) as usize;
+                let seq = u64::from_le_bytes(avail[8..16].try_into().unwrap_or_default());
+                if seq >= self.next_seq {
+                    return Ok(Some(seq));
+                }
+                if avail.len() >= RECORD_HEADER + len {
+                    self.start += RECORD_HEADER + len;
+                    continue;
+                }
+            }
+            if !self.read_more()? {
+                return Ok(None);
+            }
+        }
+    }
+}
+
 fn new_segment(dir: &Path, first: u64) -> Result<(File, PathBuf), JournalError> {
     let path = dir.join(format!("{first:020}{SUFFIX}"));
     let mut file = OpenOptions::new()
@@ -562,6 +729,46 @@ mod tests {
         fs::remove_file(&segs[1].1).unwrap();
         let err = scan(&dir, false, |_| {}).unwrap_err();
         assert!(err.to_string().contains("expected"), "{err}");
+    }
+
+    #[test]
+    fn a_follower_reads_records_as_they_are_committed_across_segments() {
+        let dir = tmp("follow");
+        let options = JournalOptions {
+            sync: SyncPolicy::Never,
+            segment_bytes: 300,
+        };
+        let (mut j, _) = Journal::open(&dir, options, |_| {}).unwrap();
+        let mut follower = Follower::new(&dir);
+        let mut got = Vec::new();
+        assert_eq!(follower.poll(u64::MAX, 100, |r| got.push(*r)).unwrap(), 0);
+        for round in 0..5u64 {
+            for i in 0..7 {
+                j.append(i as i64, &cmd(round * 7 + i));
+            }
+            // Appended but not committed: nothing to read yet.
+            follower.poll(u64::MAX, 100, |r| got.push(*r)).unwrap();
+            assert_eq!(got.len() as u64, round * 7);
+            j.commit().unwrap();
+            let committed = j.next_seq() - 1;
+            // Reads stop at the limit the writer gives, then go on from there.
+            follower.poll(committed - 3, 100, |r| got.push(*r)).unwrap();
+            assert_eq!(got.len() as u64, committed - 3);
+            follower.poll(committed, 2, |r| got.push(*r)).unwrap();
+            follower.poll(committed, 100, |r| got.push(*r)).unwrap();
+            assert_eq!(got.len() as u64, committed);
+        }
+        assert!(
+            segments(&dir).unwrap().len() > 2,
+            "the test crosses segments"
+        );
+        assert_eq!(got, read(&dir));
+        // A new follower reads the same from the start.
+        let mut again = Vec::new();
+        Follower::new(&dir)
+            .poll(u64::MAX, usize::MAX, |r| again.push(*r))
+            .unwrap();
+        assert_eq!(again, got);
     }
 
     #[test]

@@ -1,0 +1,154 @@
+//! The reporting flow: follows the journal, replays it through its own engine (the engine is
+//! deterministic, so its events are the trading flow's events) and stores the rows.
+//!
+//! It shares nothing with the trading flow but the journal files and one counter, the last
+//! committed sequence id: the trading flow never waits for it, and the journal is its buffer.
+//! When the database is unreachable it retries with backoff and catches up from the journal;
+//! after a restart it replays the journal and skips what the database already holds.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use engine::journal::Follower;
+use engine::{Engine, EngineConfig};
+
+use crate::rows::{Names, Rows};
+use crate::store::{Store, StoreError, open};
+
+/// Rows gathered before a transaction at most.
+const MAX_ROWS: usize = 20_000;
+/// A transaction at least this often while rows are waiting.
+const MAX_DELAY: Duration = Duration::from_millis(20);
+
+/// Where the reporting flow is, shared with the trading flow and the operators.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// The last sequence id the journal holds (set by the trading flow).
+    pub committed: AtomicU64,
+    /// The last sequence id whose rows are in the database.
+    pub applied: AtomicU64,
+    /// Set when the reporting flow stopped on an error it cannot get past (a corrupt journal).
+    pub failed: AtomicBool,
+}
+
+impl Progress {
+    /// Sequence ids journaled but not yet in the database.
+    pub fn lag(&self) -> u64 {
+        self.committed
+            .load(Ordering::Acquire)
+            .saturating_sub(self.applied.load(Ordering::Acquire))
+    }
+}
+
+/// What the reporting flow reads and where it writes.
+pub struct ReporterConfig {
+    /// The journal directory.
+    pub journal_dir: PathBuf,
+    /// The database URL (see [`crate::store::open`]).
+    pub database: String,
+    /// The engine configuration the exchange runs with.
+    pub engine: EngineConfig,
+    /// Account and symbol names.
+    pub names: Names,
+}
+
+/// Runs the reporting flow until `stop` is set and everything committed is stored (or the
+/// database stays unreachable at stop).
+pub fn run(config: ReporterConfig, progress: Arc<Progress>, stop: Arc<AtomicBool>) {
+    let mut engine = Engine::new(config.engine.clone());
+    let mut follower = Follower::new(&config.journal_dir);
+    let mut store: Option<Box<dyn Store>> = None;
+    let mut stored = 0u64;
+    let mut rows = Rows::default();
+    let mut events = Vec::new();
+    let mut backoff = Duration::from_millis(50);
+    let mut last_flush = Instant::now();
+    let mut outage: Option<Instant> = None;
+    loop {
+        let stopping = stop.load(Ordering::Acquire);
+        if store.is_none() {
+            match connect(&config.database) {
+                Ok((s, last)) => {
+                    if outage.take().is_some() {
+                        tracing::info!(last_seq = last, "reporting database reachable again");
+                    }
+                    // Rows gathered for an older position are thrown away and read again.
+                    if last != stored || rows.last_seq <= last {
+                        rows = Rows::default();
+                        stored = last;
+                        if follower.next_seq() > last + 1 {
+                            engine = Engine::new(config.engine.clone());
+                            follower = Follower::new(&config.journal_dir);
+                        }
+                    }
+                    progress.applied.store(last, Ordering::Release);
+                    store = Some(s);
+                    backoff = Duration::from_millis(50);
+                }
+                Err(e) => {
+                    if outage.is_none() {
+                        tracing::warn!(error = %e, "reporting database unreachable; the journal keeps the rows until it is back");
+                        outage = Some(Instant::now());
+                    }
+                    if stopping {
+                        return;
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            }
+        }
+        let committed = progress.committed.load(Ordering::Acquire);
+        if rows.len() < MAX_ROWS {
+            let polled = follower.poll(committed, 4096, |r| {
+                engine.apply(&r.command, &mut events);
+                if r.seq > stored {
+                    for e in &events {
+                        rows.push(r.seq, r.timestamp, e, &config.names);
+                    }
+                    rows.last_seq = r.seq;
+                }
+                events.clear();
+            });
+            if let Err(e) = polled {
+                tracing::error!(error = %e, "reporting stopped: the journal cannot be read");
+                progress.failed.store(true, Ordering::Release);
+                return;
+            }
+        }
+        let caught_up = follower.next_seq() > committed;
+        let pending = rows.last_seq > stored;
+        if pending && (rows.len() >= MAX_ROWS || caught_up || last_flush.elapsed() >= MAX_DELAY) {
+            let s = store.as_mut().expect("connected");
+            match s.apply(&rows) {
+                Ok(()) => {
+                    stored = rows.last_seq;
+                    progress.applied.store(stored, Ordering::Release);
+                    rows.clear();
+                    last_flush = Instant::now();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reporting transaction failed; reconnecting");
+                    outage.get_or_insert_with(Instant::now);
+                    store = None;
+                }
+            }
+            continue;
+        }
+        if caught_up && !pending {
+            if stopping && follower.next_seq() > progress.committed.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+fn connect(url: &str) -> Result<(Box<dyn Store>, u64), StoreError> {
+    let mut s = open(url)?;
+    let last = s.last_seq()?;
+    Ok((s, last))
+}
