@@ -1,4 +1,5 @@
-//! The HTTP API (axum, JSON): the market-data service for clients that do not speak FIX.
+//! The HTTP API (axum, JSON): the market-data service for clients that do not speak FIX, and
+//! the broker API (orders, executions; see [`crate::broker_api`]).
 //!
 //! - `GET /v1/marketdata/orderBook/L2?symbol=AAPL&depth=10`: aggregated levels, best first.
 //! - `GET /v1/marketdata/candles?symbol=AAPL&resolution=1m&startTime=..&endTime=..`: candles
@@ -27,6 +28,8 @@ pub const MAX_CANDLES: usize = 5000;
 pub struct HttpState {
     /// Books and candles.
     pub market_data: Arc<Mutex<MarketData>>,
+    /// Orders and executions for brokers.
+    pub broker: crate::broker_api::BrokerApi,
 }
 
 /// The API's routes.
@@ -34,6 +37,12 @@ pub fn router(state: Arc<HttpState>) -> axum::Router {
     axum::Router::new()
         .route("/v1/marketdata/orderBook/L2", get(order_book))
         .route("/v1/marketdata/candles", get(candles))
+        .route(
+            "/v1/order",
+            axum::routing::post(crate::broker_api::post_order),
+        )
+        .route("/v1/execution", get(crate::broker_api::get_execution))
+        .route("/v1/status", get(crate::broker_api::status))
         .with_state(state)
 }
 

@@ -9,12 +9,14 @@
 //! - [`auth`]: password hashes for credentials.
 //! - [`reports`]: engine events as ExecutionReports and OrderCancelRejects.
 //! - [`exchange`]: the running exchange: order entry, sequencer and journal, engine, reports.
+//! - [`http`], [`broker_api`]: the HTTP API (market data; orders and executions for brokers).
 //! - [`at`]: QuickFIX's acceptance-test application.
 //! - [`time`]: UTC timestamps in FIX formats.
 
 pub mod acceptor;
 pub mod at;
 pub mod auth;
+pub mod broker_api;
 pub mod codec;
 pub mod config;
 pub mod dictionary;

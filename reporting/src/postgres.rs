@@ -86,6 +86,26 @@ fn copy_rows<'a>(
     Ok(())
 }
 
+/// Creates an empty database `name` on the server `admin_url` connects to (dropping one of
+/// that name first) and returns its URL: for tests and first installs. `name` must be a plain
+/// identifier.
+pub fn create_database(admin_url: &str, name: &str) -> Result<String, StoreError> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(StoreError::Invalid(format!(
+            "database name {name:?}: letters, digits and _ only"
+        )));
+    }
+    let mut c = Client::connect(admin_url, NoTls)?;
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+    c.batch_execute(&format!("CREATE DATABASE {name}"))?;
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .filter(|b| !b.ends_with('/'))
+        .ok_or_else(|| StoreError::BadUrl(admin_url.into()))?;
+    Ok(format!("{base}/{name}"))
+}
+
 impl PgStore {
     /// Connects and brings the schema up to date.
     pub fn connect(url: &str) -> Result<PgStore, StoreError> {

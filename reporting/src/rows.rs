@@ -171,7 +171,7 @@ impl Rows {
             ord_type: ord_type(o.ord_type).into(),
             tif: tif(o.tif).into(),
             exec_type: exec_type.into(),
-            status: status(o.status).into(),
+            status: status_name(o.status).into(),
             price: o.price,
             qty: o.qty as i64,
             cum_qty: o.cum_qty as i64,
@@ -293,7 +293,7 @@ fn fill_row(
         ord_type: ord_type(fill.ord_type).into(),
         tif: tif(fill.tif).into(),
         exec_type: "trade".into(),
-        status: status(OrdStatus::working(fill.cum_qty, fill.leaves_qty)).into(),
+        status: status_name(OrdStatus::working(fill.cum_qty, fill.leaves_qty)).into(),
         price: fill.price,
         qty: fill.qty as i64,
         cum_qty: fill.cum_qty as i64,
@@ -331,7 +331,8 @@ fn tif(t: TimeInForce) -> &'static str {
     }
 }
 
-fn status(s: OrdStatus) -> &'static str {
+/// An order status as the store and the HTTP API name it.
+pub fn status_name(s: OrdStatus) -> &'static str {
     match s {
         OrdStatus::New => "new",
         OrdStatus::PartiallyFilled => "partially_filled",

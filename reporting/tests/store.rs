@@ -357,12 +357,7 @@ fn postgres_database(name: &str) -> String {
         "EXCHANGE_TEST_POSTGRES must name a PostgreSQL role that may create databases \
          (tests/run.sh starts a server and sets it)",
     );
-    let mut c = postgres::Client::connect(&admin, postgres::NoTls).expect("connect to PostgreSQL");
-    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .unwrap();
-    c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
+    reporting::postgres::create_database(&admin, name).expect("create a test database")
 }
 
 #[test]

@@ -34,6 +34,11 @@ pub fn exchange_binary() -> PathBuf {
     bin
 }
 
+/// Another binary of the workspace built beside this test (`loadgen`, ...).
+pub fn sibling_binary(name: &str) -> PathBuf {
+    exchange_binary().with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
 /// The shared QuickFIX acceptance suite, beside the checkout.
 pub fn acceptance_dir() -> PathBuf {
     workspace_root().join("../shared/fix-at")
@@ -210,9 +215,15 @@ impl Client {
 /// `config` is given, that TOML text (written into `data`). The data directory survives the
 /// process so a test can restart over it.
 pub fn start_exchange(data: &Path, config: Option<&str>) -> Server {
+    start_exchange_with(data, config, &[])
+}
+
+/// Like [`start_exchange`] with extra command-line arguments.
+pub fn start_exchange_with(data: &Path, config: Option<&str>, args: &[&str]) -> Server {
     let mut cmd = Command::new(exchange_binary());
     cmd.args(["--port", "0", "--http-port", "0", "--data"])
-        .arg(data);
+        .arg(data)
+        .args(args);
     if let Some(text) = config {
         let path = data.join("exchange-test.toml");
         std::fs::create_dir_all(data).expect("data dir");

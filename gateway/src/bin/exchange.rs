@@ -38,10 +38,67 @@ struct RunArgs {
     /// HTTP API port, overriding the configuration's (0 picks a free port).
     #[arg(long)]
     http_port: Option<u16>,
+    /// Reporting database (sqlite:PATH or postgres://user:password@host/db), overriding the
+    /// configuration's.
+    #[arg(long)]
+    database: Option<String>,
     /// Journal sync policy (batch, none, or an interval such as 10ms), overriding the
     /// configuration's.
     #[arg(long)]
     journal_sync: Option<String>,
+}
+
+/// Which report.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportKind {
+    /// Trades (one line per side) of an account and/or symbol.
+    Trades,
+    /// Open, high, low, close, volume, VWAP and trade count per symbol.
+    Eod,
+    /// An account's fills and transfers, closing positions and cash (needs --account).
+    Statement,
+    /// Orders refused by the risk and wallet checks.
+    Compliance,
+    /// Net shares and cash per account and symbol.
+    Settlement,
+}
+
+/// Output format of a report.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    /// CSV with a header line.
+    Csv,
+    /// A JSON array.
+    Json,
+}
+
+/// Options of `exchange report`.
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// The report.
+    #[arg(value_enum)]
+    kind: ReportKind,
+    /// The UTC day (YYYY-MM-DD); today when absent.
+    #[arg(long)]
+    day: Option<String>,
+    /// Only this account.
+    #[arg(long)]
+    account: Option<String>,
+    /// Only this symbol (trades).
+    #[arg(long)]
+    symbol: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "csv")]
+    format: ReportFormat,
+    /// The reporting database; by default the one the configuration names.
+    #[arg(long)]
+    database: Option<String>,
+    /// Exchange configuration (TOML); the embedded default when absent.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory, overriding the configuration's.
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -63,6 +120,13 @@ enum Command {
         #[command(subcommand)]
         action: JournalAction,
     },
+    /// Prints the hash of an HTTP API key, for `KeyHash`.
+    HashApiKey {
+        /// The key.
+        key: String,
+    },
+    /// Writes a report from the reporting database as CSV or JSON.
+    Report(ReportArgs),
     /// Prints the salted hash of a password, for session and API credentials.
     HashPassword {
         /// The password.
@@ -135,6 +199,11 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(run_at(config))
         }
+        Some(Command::HashApiKey { key }) => {
+            println!("{}", gateway::auth::ApiKeyHash::of(&key));
+            Ok(())
+        }
+        Some(Command::Report(args)) => report(args),
         Some(Command::HashPassword { password }) => {
             let mut salt = [0u8; 16];
             std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut salt)
@@ -222,11 +291,14 @@ fn journal(action: JournalAction) -> anyhow::Result<()> {
     }
 }
 
-async fn run_exchange(args: RunArgs) -> anyhow::Result<()> {
-    use gateway::exchange::Exchange;
+/// The configuration a file names (the embedded one when none), with `--data` applied.
+fn load_config(
+    file: Option<&PathBuf>,
+    data: Option<&PathBuf>,
+) -> anyhow::Result<gateway::exchange::config::ExchangeConfig> {
     use gateway::exchange::config::{DEFAULT_EXCHANGE_TOML, ExchangeConfig};
     let cwd = std::env::current_dir()?;
-    let mut config = match &args.config {
+    let mut config = match file {
         Some(p) => {
             let text =
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
@@ -235,9 +307,51 @@ async fn run_exchange(args: RunArgs) -> anyhow::Result<()> {
         }
         None => ExchangeConfig::from_toml(DEFAULT_EXCHANGE_TOML, &cwd)?,
     };
-    if let Some(d) = args.data {
+    if let Some(d) = data {
         config.exchange.data_dir = cwd.join(d);
     }
+    Ok(config)
+}
+
+fn report(args: ReportArgs) -> anyhow::Result<()> {
+    use reporting::reports::{self, Format, Range, write};
+    let url = match &args.database {
+        Some(u) => u.clone(),
+        None => load_config(args.config.as_ref(), args.data.as_ref())?.database_url(),
+    };
+    let day = args
+        .day
+        .clone()
+        .unwrap_or_else(|| chrono::Utc::now().format("%Y-%m-%d").to_string());
+    let range = Range::day(&day).map_err(anyhow::Error::msg)?;
+    let mut store = reporting::open(&url).with_context(|| format!("opening {url}"))?;
+    let store = store.as_mut();
+    let format = match args.format {
+        ReportFormat::Csv => Format::Csv,
+        ReportFormat::Json => Format::Json,
+    };
+    let out = std::io::stdout().lock();
+    let (account, symbol) = (args.account.as_deref(), args.symbol.as_deref());
+    match args.kind {
+        ReportKind::Trades => write(
+            &reports::trade_history(store, account, symbol, range)?,
+            format,
+            out,
+        )?,
+        ReportKind::Eod => write(&reports::end_of_day(store, range)?, format, out)?,
+        ReportKind::Statement => {
+            let account = account.context("a statement needs --account")?;
+            write(&reports::statement(store, account, range)?, format, out)?
+        }
+        ReportKind::Compliance => write(&reports::compliance(store, range)?, format, out)?,
+        ReportKind::Settlement => write(&reports::settlement(store, range)?, format, out)?,
+    }
+    Ok(())
+}
+
+async fn run_exchange(args: RunArgs) -> anyhow::Result<()> {
+    use gateway::exchange::Exchange;
+    let mut config = load_config(args.config.as_ref(), args.data.as_ref())?;
     if let Some(p) = args.port {
         config.acceptor.port = p;
     }
@@ -255,6 +369,9 @@ async fn run_exchange(args: RunArgs) -> anyhow::Result<()> {
     if let Some(s) = args.journal_sync {
         config.exchange.journal_sync = s;
     }
+    if let Some(url) = args.database {
+        config.reporting = Some(gateway::exchange::config::ReportingConfig { database: url });
+    }
     let engine_config = match &args.instruments {
         Some(p) => engine::EngineConfig::from_toml(
             &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
@@ -271,6 +388,17 @@ async fn run_exchange(args: RunArgs) -> anyhow::Result<()> {
             eprintln!("exchange HTTP API listening on {}", listener.local_addr()?);
             let state = Arc::new(gateway::http::HttpState {
                 market_data: Arc::clone(&exchange.market_data),
+                broker: gateway::broker_api::BrokerApi {
+                    order_entry: Arc::clone(&exchange.order_entry),
+                    clients: exchange.api_clients.clone(),
+                    waiters: Arc::clone(&exchange.waiters),
+                    reporting: Arc::clone(&exchange.reporting),
+                    database: exchange.database.clone(),
+                    reader: Arc::new(Mutex::new(None)),
+                    next_id: std::sync::atomic::AtomicU64::new(
+                        gateway::time::now_millis() as u64 * 1000,
+                    ),
+                },
             });
             let app = gateway::http::router(state);
             Some(tokio::spawn(async move {

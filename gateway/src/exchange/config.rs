@@ -70,6 +70,33 @@ fn default_http_address() -> String {
     "127.0.0.1".into()
 }
 
+/// The reporting database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportingConfig {
+    /// `sqlite:PATH` (relative to the data directory) or `postgres://user:pass@host/db`.
+    #[serde(default = "default_database")]
+    pub database: String,
+}
+
+fn default_database() -> String {
+    "sqlite:reporting.db".into()
+}
+
+/// An HTTP API key: brokers that do not speak FIX send orders and read executions with it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Who the key belongs to (shown in logs).
+    pub name: String,
+    /// `sha256$HEX` of the key (`exchange hash-api-key KEY` prints it).
+    #[serde(rename = "KeyHash")]
+    pub key_hash: String,
+    /// Accounts the key may trade and read, as for a FIX session.
+    #[serde(rename = "Accounts", default)]
+    pub accounts: Vec<String>,
+}
+
 /// A trading account and its opening balances.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,6 +151,12 @@ pub struct ExchangeConfig {
     /// The HTTP API; none when absent.
     #[serde(default)]
     pub http: Option<HttpConfig>,
+    /// The reporting database; SQLite in the data directory when absent.
+    #[serde(default)]
+    pub reporting: Option<ReportingConfig>,
+    /// HTTP API keys.
+    #[serde(rename = "api_key", default)]
+    pub api_keys: Vec<ApiKeyConfig>,
     /// Accounts.
     #[serde(rename = "account", default)]
     pub accounts: Vec<AccountConfig>,
@@ -200,6 +233,18 @@ impl ExchangeConfig {
                 }
             }
         }
+        for k in &c.api_keys {
+            crate::auth::ApiKeyHash::parse(&k.key_hash)
+                .map_err(|e| ConfigError::Invalid(format!("api key {}: KeyHash: {e}", k.name)))?;
+            for a in &k.accounts {
+                if !seen.contains(a.as_str()) {
+                    return Err(ConfigError::Invalid(format!(
+                        "api key {}: unknown account {a}",
+                        k.name
+                    )));
+                }
+            }
+        }
         c.sync_policy()?;
         crate::config::resolve_dictionary_paths(&mut c.sessions, base);
         Ok(c)
@@ -209,6 +254,20 @@ impl ExchangeConfig {
     pub fn embedded(base: &Path) -> ExchangeConfig {
         ExchangeConfig::from_toml(DEFAULT_EXCHANGE_TOML, base)
             .expect("the embedded configuration is valid")
+    }
+
+    /// The reporting database's URL; a relative SQLite path is taken from the data directory.
+    pub fn database_url(&self) -> String {
+        let url = self
+            .reporting
+            .as_ref()
+            .map_or_else(default_database, |r| r.database.clone());
+        match url.strip_prefix("sqlite:") {
+            Some(path) if Path::new(path).is_relative() => {
+                format!("sqlite:{}", self.exchange.data_dir.join(path).display())
+            }
+            _ => url,
+        }
     }
 
     /// The journal's sync policy.

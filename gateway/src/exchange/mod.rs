@@ -30,7 +30,7 @@ use anyhow::Context;
 use engine::command::{Asset, CloseTrading, OpenTrading, Transfer};
 use engine::config::decimal_to_units;
 use engine::journal::{Journal, JournalOptions};
-use engine::types::{AccountId, SessionId};
+use engine::types::{AccountId, ClOrdId, SessionId};
 use engine::{Command, Engine, EngineConfig, Event};
 
 use marketdata::archive::Archive;
@@ -79,6 +79,18 @@ pub struct Exchange {
     pub market_data: Arc<Mutex<MarketData>>,
     /// Journal records replayed at start-up.
     pub recovered: u64,
+    /// Order entry, shared with the HTTP API.
+    pub order_entry: Arc<Mutex<OrderEntry>>,
+    /// HTTP API clients.
+    pub api_clients: Vec<ApiClient>,
+    /// HTTP orders waiting for their events.
+    pub waiters: Arc<Waiters>,
+    /// Where the reporting flow is.
+    pub reporting: Arc<reporting::Progress>,
+    /// The reporting database's URL.
+    pub database: String,
+    reporting_thread: Option<JoinHandle<()>>,
+    reporting_stop: Arc<AtomicBool>,
 }
 
 /// The last sequence id whose reports reached the session stores.
@@ -124,15 +136,103 @@ impl Watermark {
     }
 }
 
+/// An HTTP API client: an API key with the accounts it may trade, and the engine session its
+/// orders carry.
+#[derive(Clone, Debug)]
+pub struct ApiClient {
+    /// Who the key belongs to.
+    pub name: String,
+    /// The key's hash.
+    pub hash: crate::auth::ApiKeyHash,
+    /// Accounts it may trade and read.
+    pub accounts: Vec<String>,
+    /// Its order-entry session (not a FIX session: `begin_string` is `HTTP`).
+    pub key: SessionKey,
+}
+
+/// Where an HTTP order's events go.
+type Answer = tokio::sync::oneshot::Sender<Vec<Event>>;
+
+/// HTTP orders waiting for the events of their command, by (session, ClOrdID).
+#[derive(Default)]
+pub struct Waiters {
+    map: Mutex<HashMap<(u32, ClOrdId), Answer>>,
+}
+
+impl Waiters {
+    /// Registers an order about to be submitted; the receiver gets its command's events.
+    pub fn wait(
+        &self,
+        session: SessionId,
+        cl: ClOrdId,
+    ) -> tokio::sync::oneshot::Receiver<Vec<Event>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        lock(&self.map).insert((session.0, cl), tx);
+        rx
+    }
+
+    /// Forgets an order that was not submitted.
+    pub fn cancel(&self, session: SessionId, cl: ClOrdId) {
+        lock(&self.map).remove(&(session.0, cl));
+    }
+
+    fn complete(&self, done: &mut HashMap<(u32, ClOrdId), Vec<Event>>) {
+        if done.is_empty() {
+            return;
+        }
+        let mut map = lock(&self.map);
+        for (k, events) in done.drain() {
+            if let Some(tx) = map.remove(&k) {
+                let _ = tx.send(events);
+            }
+        }
+    }
+}
+
+/// Locks a mutex; a panic elsewhere while holding it leaves the data usable (every update
+/// under these locks is complete or not started).
+pub fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The (session, ClOrdID) pairs an event answers.
+fn answers(e: &Event) -> [Option<(SessionId, ClOrdId)>; 2] {
+    let o = |v: &engine::event::OrderView| Some((v.session, v.cl_ord_id));
+    match e {
+        Event::Accepted(x) => [o(&x.order), None],
+        Event::Replaced(x) => [o(&x.order), None],
+        Event::Canceled(x) => [o(&x.order), None],
+        Event::Expired(x) => [o(&x.order), None],
+        Event::Rejected(x) => [Some((x.session, x.cl_ord_id)), None],
+        Event::CancelRejected(x) => [Some((x.session, x.cl_ord_id)), None],
+        Event::Trade(t) => [
+            Some((t.maker.session, t.maker.cl_ord_id)),
+            Some((t.taker.session, t.taker.cl_ord_id)),
+        ],
+        Event::TradingStatus(_) | Event::Transfer(_) => [None, None],
+    }
+}
+
 /// Where reports go: to the session that owns the order, and as a drop copy to every drop-copy
 /// session covering the order's account.
 struct Routes {
     keys: Vec<SessionKey>,
     /// Drop-copy sessions (indices into `keys`) by account id.
     copies: Vec<Vec<usize>>,
+    /// HTTP orders waiting for their events (sessions from `keys.len()` on).
+    waiters: Arc<Waiters>,
 }
 
 impl Routes {
+    /// Gathers the events that answer waiting HTTP orders.
+    fn collect_http(&self, e: &Event, done: &mut HashMap<(u32, ClOrdId), Vec<Event>>) {
+        for (session, cl) in answers(e).into_iter().flatten() {
+            if session.0 as usize >= self.keys.len() {
+                done.entry((session.0, cl)).or_default().push(*e);
+            }
+        }
+    }
+
     /// Sends a report and its drop copies; a re-delivery is flagged PossResend (97=Y).
     fn deliver(&self, acceptor: &Acceptor<OrderEntry>, mut r: Report, resend: bool) {
         if resend {
@@ -216,6 +316,31 @@ impl Exchange {
             keys.push(k);
             sessions.push(Session::new(s.settings, s.dictionaries, Box::new(store)));
         }
+        // HTTP API keys trade through sessions of their own, numbered after the FIX ones.
+        let mut api = Vec::new();
+        for (i, k) in config.api_keys.iter().enumerate() {
+            let key = SessionKey {
+                begin_string: "HTTP".into(),
+                sender_comp_id: "EXCH".into(),
+                target_comp_id: k.name.clone(),
+            };
+            let accounts = k
+                .accounts
+                .iter()
+                .map(|a| (a.clone(), account_ids[a.as_str()]))
+                .collect();
+            let id = SessionId((keys.len() + i) as u32);
+            infos.insert(
+                key.clone(),
+                SessionInfo::new(id, accounts, Role::OrderEntry),
+            );
+            api.push(ApiClient {
+                name: k.name.clone(),
+                hash: crate::auth::ApiKeyHash::parse(&k.key_hash).map_err(anyhow::Error::msg)?,
+                accounts: k.accounts.clone(),
+                key,
+            });
+        }
         let (tx, rx) = sync_channel::<Command>(config.exchange.engine_queue.max(1));
         let symbols: Vec<_> = engine_config
             .instruments
@@ -231,10 +356,13 @@ impl Exchange {
             has_md.then(|| md_tx.clone()),
             config.exchange.max_orders_per_second,
         );
-        let acceptor = Acceptor::new(sessions, Arc::new(Mutex::new(entry)));
+        let order_entry = Arc::new(Mutex::new(entry));
+        let acceptor = Acceptor::new(sessions, Arc::clone(&order_entry));
+        let waiters = Arc::new(Waiters::default());
         let routes = Routes {
             keys: keys.clone(),
             copies,
+            waiters: Arc::clone(&waiters),
         };
 
         // Recovery: replay the journal; re-deliver what may not have reached the sessions.
@@ -274,6 +402,8 @@ impl Exchange {
         })?;
         let last = journal.next_seq() - 1;
         watermark.set(last);
+        let progress = Arc::new(reporting::Progress::default());
+        progress.committed.store(last, Ordering::Release);
         md.archive_evicted();
         let market_data = Arc::new(Mutex::new(md));
         tracing::info!(
@@ -323,12 +453,30 @@ impl Exchange {
         let stop = Arc::new(AtomicBool::new(false));
         let failed = Arc::new(AtomicBool::new(false));
         let (out_tx, out_rx) = sync_channel::<Batch>(256);
+        let database = config.database_url();
+        let reporting_stop = Arc::new(AtomicBool::new(false));
+        let reporting_thread = {
+            let reporter = reporting::ReporterConfig {
+                journal_dir: journal_dir(data),
+                database: database.clone(),
+                engine: engine_config.clone(),
+                names: reporting::Names {
+                    accounts: names.accounts.clone(),
+                    symbols: names.symbols.clone(),
+                },
+            };
+            let (progress, stop) = (Arc::clone(&progress), Arc::clone(&reporting_stop));
+            std::thread::Builder::new()
+                .name("reporting".into())
+                .spawn(move || reporting::follow::run(reporter, progress, stop))?
+        };
         let engine_thread = {
             let (stop, failed) = (Arc::clone(&stop), Arc::clone(&failed));
+            let progress = Arc::clone(&progress);
             std::thread::Builder::new()
                 .name("engine".into())
                 .spawn(move || {
-                    if let Err(e) = run_engine(engine, journal, boot, rx, out_tx, &stop) {
+                    if let Err(e) = run_engine(engine, journal, boot, rx, out_tx, &stop, &progress) {
                         tracing::error!(error = %e, "engine stopped: the journal cannot be written");
                         failed.store(true, Ordering::SeqCst);
                     }
@@ -361,6 +509,13 @@ impl Exchange {
             md_stop,
             market_data,
             recovered: recovery.records,
+            order_entry,
+            api_clients: api,
+            waiters,
+            reporting: progress,
+            database,
+            reporting_thread: Some(reporting_thread),
+            reporting_stop,
         })
     }
 
@@ -382,6 +537,11 @@ impl Exchange {
         if let Some(t) = self.md_thread.take() {
             let _ = t.join();
         }
+        // The reporting flow stores what the journal holds, then stops.
+        self.reporting_stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.reporting_thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -398,6 +558,7 @@ fn run_engine(
     rx: Receiver<Command>,
     out: SyncSender<Batch>,
     stop: &AtomicBool,
+    progress: &reporting::Progress,
 ) -> anyhow::Result<()> {
     let mut batch: Vec<Command> = boot;
     let mut events = Vec::new();
@@ -429,6 +590,9 @@ fn run_engine(
             journal.append(ts, c);
         }
         journal.commit()?;
+        progress
+            .committed
+            .store(journal.next_seq() - 1, Ordering::Release);
         let mut stamped = Vec::with_capacity(batch.len() * 2);
         for (i, c) in batch.drain(..).enumerate() {
             engine.apply(&c, &mut events);
@@ -463,13 +627,16 @@ fn run_reports(
     md: &SyncSender<MdInput>,
 ) {
     let mut reports: Vec<Report> = Vec::new();
+    let mut http = HashMap::new();
     for batch in rx {
         for s in &batch.events {
             render(&s.event, s.timestamp, names, &mut reports);
             for r in reports.drain(..) {
                 routes.deliver(acceptor, r, false);
             }
+            routes.collect_http(&s.event, &mut http);
         }
+        routes.waiters.complete(&mut http);
         watermark.set(batch.last_seq);
         // After the reports: market data never delays an execution report.
         if md.send(MdInput::Events(batch.events)).is_err() {

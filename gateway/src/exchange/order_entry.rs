@@ -24,6 +24,32 @@ use crate::reports::{gateway_cancel_reject, gateway_reject, tag};
 use crate::session::{AppReject, Application, Outgoing, SessionKey};
 use crate::time::now_nanos;
 
+/// Tag access shared by FIX messages and orders that arrive another way (HTTP), so both go
+/// through the same checks.
+pub trait Fields {
+    /// The value of the first field with this tag.
+    fn get(&self, tag: Tag) -> Option<&[u8]>;
+}
+
+impl Fields for Message<'_> {
+    fn get(&self, tag: Tag) -> Option<&[u8]> {
+        Message::get(self, tag)
+    }
+}
+
+/// An order's fields by FIX tag, built from a request in another format.
+#[derive(Clone, Debug, Default)]
+pub struct FieldMap(pub Vec<(Tag, Vec<u8>)>);
+
+impl Fields for FieldMap {
+    fn get(&self, tag: Tag) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(t, _)| *t == tag)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
 /// A token bucket: `rate` orders a second, bursts up to one second's worth.
 #[derive(Debug)]
 struct Bucket {
@@ -70,7 +96,7 @@ pub struct OrderEntry {
 }
 
 /// A refusal before the engine: reason and text.
-type Refusal = (RejectReason, &'static str);
+pub type Refusal = (RejectReason, &'static str);
 
 impl OrderEntry {
     /// Order entry for these sessions and symbols (ticker, id), sending commands on `tx`;
@@ -106,7 +132,7 @@ impl OrderEntry {
     fn admit(
         &mut self,
         key: &SessionKey,
-        msg: &Message<'_>,
+        msg: &impl Fields,
     ) -> Result<(SessionId, AccountId), Refusal> {
         let rate = self.rate;
         let s = self
@@ -145,6 +171,11 @@ impl OrderEntry {
         Ok((s.id, account))
     }
 
+    /// The engine's id of a session.
+    pub fn session_id(&self, key: &SessionKey) -> Option<SessionId> {
+        self.sessions.get(key).map(|s| s.id)
+    }
+
     fn role(&self, key: &SessionKey) -> Option<(SessionId, Role)> {
         self.sessions.get(key).map(|s| (s.id, s.role))
     }
@@ -167,7 +198,7 @@ impl OrderEntry {
         }
     }
 
-    fn symbol(&self, msg: &Message<'_>) -> Result<SymbolId, Refusal> {
+    fn symbol(&self, msg: &impl Fields) -> Result<SymbolId, Refusal> {
         msg.get(tag::SYMBOL)
             .and_then(|s| self.symbols.get(s))
             .copied()
@@ -187,7 +218,7 @@ impl OrderEntry {
         }
     }
 
-    fn new_order(&mut self, key: &SessionKey, msg: &Message<'_>) -> Result<(), Refusal> {
+    fn new_order(&mut self, key: &SessionKey, msg: &impl Fields) -> Result<(), Refusal> {
         let (session, account) = self.admit(key, msg)?;
         let cl_ord_id = cl_ord_id(msg, tag::CL_ORD_ID)?;
         let symbol = self.symbol(msg)?;
@@ -232,10 +263,17 @@ impl OrderEntry {
         }))
     }
 
+    /// Submits a NewOrderSingle given as fields (an HTTP order) for the session `key`, through
+    /// the same entitlement, rate-limit and validation checks as a FIX order; the engine's
+    /// events answer it.
+    pub fn submit_new_order(&mut self, key: &SessionKey, fields: &FieldMap) -> Result<(), Refusal> {
+        self.new_order(key, fields)
+    }
+
     fn cancel_or_replace(
         &mut self,
         key: &SessionKey,
-        msg: &Message<'_>,
+        msg: &impl Fields,
         replace: bool,
     ) -> Result<(), Refusal> {
         let (session, account) = self.admit(key, msg)?;
@@ -291,7 +329,7 @@ impl OrderEntry {
     }
 }
 
-fn cl_ord_id_opt(msg: &Message<'_>, t: Tag) -> Result<ClOrdId, Refusal> {
+fn cl_ord_id_opt(msg: &impl Fields, t: Tag) -> Result<ClOrdId, Refusal> {
     match msg.get(t) {
         None => Ok(ClOrdId::EMPTY),
         Some(v) => ClOrdId::from_bytes(v).ok_or((
@@ -301,7 +339,7 @@ fn cl_ord_id_opt(msg: &Message<'_>, t: Tag) -> Result<ClOrdId, Refusal> {
     }
 }
 
-fn cl_ord_id(msg: &Message<'_>, t: Tag) -> Result<ClOrdId, Refusal> {
+fn cl_ord_id(msg: &impl Fields, t: Tag) -> Result<ClOrdId, Refusal> {
     let id = cl_ord_id_opt(msg, t)?;
     if id.is_empty() {
         return Err((RejectReason::InvalidAmount, "ClOrdID is required"));
@@ -309,7 +347,7 @@ fn cl_ord_id(msg: &Message<'_>, t: Tag) -> Result<ClOrdId, Refusal> {
     Ok(id)
 }
 
-fn side(msg: &Message<'_>) -> Result<Side, Refusal> {
+fn side(msg: &impl Fields) -> Result<Side, Refusal> {
     match msg.get(tag::SIDE) {
         Some(b"1") => Ok(Side::Buy),
         Some(b"2") => Ok(Side::Sell),
@@ -320,11 +358,11 @@ fn side(msg: &Message<'_>) -> Result<Side, Refusal> {
     }
 }
 
-fn decimal(msg: &Message<'_>, t: Tag) -> Option<Decimal> {
+fn decimal(msg: &impl Fields, t: Tag) -> Option<Decimal> {
     std::str::from_utf8(msg.get(t)?).ok()?.parse().ok()
 }
 
-fn qty(msg: &Message<'_>) -> Result<Qty, Refusal> {
+fn qty(msg: &impl Fields) -> Result<Qty, Refusal> {
     let bad = (
         RejectReason::InvalidQuantity,
         "OrderQty must be a positive whole number of shares",
@@ -336,7 +374,7 @@ fn qty(msg: &Message<'_>) -> Result<Qty, Refusal> {
     u64::try_from(d).map_err(|_| bad)
 }
 
-fn price(msg: &Message<'_>) -> Result<Price, Refusal> {
+fn price(msg: &impl Fields) -> Result<Price, Refusal> {
     let bad = (
         RejectReason::InvalidPrice,
         "Price must be a positive decimal with at most 4 places",

@@ -1,0 +1,302 @@
+//! Reporting end to end against the `exchange` binary: after a load run and kill -9 in the
+//! middle of it, the reporting database (SQLite, and PostgreSQL on a real server) holds
+//! exactly the rows the journal's replay produces; and the broker HTTP API (POST /v1/order,
+//! GET /v1/execution) with its API keys.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use exchange_tests::{
+    FixClient, Server, http, sibling_binary, start_exchange, start_exchange_with, temp_dir,
+};
+use reporting::{Filter, Rows};
+
+const KEY: &str = "demo-key-1";
+
+/// Waits until the reporting store has everything the journal holds.
+fn wait_for_reporting(ex: &Server) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = http(ex.http_port, "GET", "/v1/status", &[], "").json();
+        assert_eq!(s["reportingFailed"], false, "{s}");
+        let journal = s["journalSeq"].as_u64().unwrap();
+        if journal > 0 && s["reportingSeq"].as_u64() == Some(journal) {
+            return journal;
+        }
+        assert!(Instant::now() < deadline, "reporting never caught up: {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The rows a replay of the journal in `data` produces.
+fn journal_rows(data: &std::path::Path) -> Rows {
+    let config = gateway::exchange::config::ExchangeConfig::embedded(data);
+    let engine_config = engine::EngineConfig::default_universe();
+    let names = reporting::Names {
+        accounts: config.accounts.iter().map(|a| a.name.clone()).collect(),
+        symbols: engine_config
+            .instruments
+            .iter()
+            .map(|i| i.symbol.clone())
+            .collect(),
+    };
+    let mut engine = engine::Engine::new(engine_config);
+    let mut events = Vec::new();
+    let mut rows = Rows::default();
+    engine::journal::scan(&gateway::exchange::journal_dir(data), false, |r| {
+        engine.apply(&r.command, &mut events);
+        for e in events.drain(..) {
+            rows.push(r.seq, r.timestamp, &e, &names);
+        }
+        rows.last_seq = r.seq;
+    })
+    .expect("journal reads");
+    rows
+}
+
+/// Every table of the store equals the journal's replay: no gap, no duplicate, no difference.
+fn assert_store_matches_journal(url: &str, data: &std::path::Path) {
+    let want = journal_rows(data);
+    let mut store = reporting::open(url).expect("open the store");
+    assert_eq!(store.last_seq().unwrap(), want.last_seq);
+    let all = Filter::default();
+    let got = store.order_events(&all).unwrap();
+    let trades = got.iter().filter(|e| e.exec_type == "trade").count();
+    assert!(trades > 100, "the load traded too little: {trades} fills");
+    assert_eq!(got.len(), want.order_events.len(), "order events");
+    assert!(
+        got == want.order_events,
+        "order events differ from the journal's"
+    );
+    assert_eq!(store.transfers(&all).unwrap(), want.transfers);
+    assert_eq!(store.cancel_rejects(&all).unwrap(), want.cancel_rejects);
+}
+
+/// Runs the load generator against the exchange for `secs` seconds (it may lose the exchange
+/// half-way: that is the point).
+fn load(port: u16, secs: u32) -> std::process::Child {
+    Command::new(sibling_binary("loadgen"))
+        .args([
+            "--port",
+            &port.to_string(),
+            "--sessions",
+            "4",
+            "--rate",
+            "4000",
+        ])
+        .args(["--duration", &secs.to_string(), "--symbols", "5"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start loadgen")
+}
+
+fn kill9_under_load_then_compare(args: &[&str], url: impl Fn(&std::path::Path) -> String) {
+    let data = temp_dir("reporting-load");
+    let ex = start_exchange_with(&data, None, args);
+    let mut loadgen = load(ex.port, 6);
+    std::thread::sleep(Duration::from_millis(2500));
+    let data = ex.kill9();
+    let _ = loadgen.wait();
+    // Again over the same data: the reporting flow catches up from the journal, and more load
+    // lands on top.
+    let ex = start_exchange_with(&data, None, args);
+    let mut loadgen = load(ex.port, 2);
+    let _ = loadgen.wait();
+    wait_for_reporting(&ex);
+    let data = ex.kill9();
+    assert_store_matches_journal(&url(&data), &data);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn sqlite_holds_exactly_the_journal_after_kill_9_under_load() {
+    kill9_under_load_then_compare(&[], |data| {
+        format!("sqlite:{}", data.join("reporting.db").display())
+    });
+}
+
+/// A fresh database on the test server; its URL.
+fn postgres_database(name: &str) -> String {
+    let admin = std::env::var("EXCHANGE_TEST_POSTGRES").expect(
+        "EXCHANGE_TEST_POSTGRES must name a PostgreSQL role that may create databases \
+         (tests/run.sh starts a server and sets it)",
+    );
+    reporting::postgres::create_database(&admin, name).expect("create a test database")
+}
+
+#[test]
+fn postgres_holds_exactly_the_journal_after_kill_9_under_load() {
+    let url = postgres_database(&format!("exchange_e2e_{}", std::process::id()));
+    kill9_under_load_then_compare(&["--database", &url], |_| url.clone());
+}
+
+fn post(ex: &Server, key: Option<&str>, body: &str) -> exchange_tests::HttpResponse {
+    let headers: Vec<(&str, &str)> = key.map(|k| ("X-API-Key", k)).into_iter().collect();
+    http(ex.http_port, "POST", "/v1/order", &headers, body)
+}
+
+fn get(ex: &Server, key: Option<&str>, query: &str) -> exchange_tests::HttpResponse {
+    let headers: Vec<(&str, &str)> = key.map(|k| ("X-API-Key", k)).into_iter().collect();
+    http(
+        ex.http_port,
+        "GET",
+        &format!("/v1/execution{query}"),
+        &headers,
+        "",
+    )
+}
+
+#[test]
+fn brokers_trade_and_read_executions_over_http_with_their_api_key() {
+    let ex = start_exchange(&temp_dir("http-orders"), None);
+    let mut c2 = FixClient::logon(ex.port, "FIXT.1.1", "CLIENT2", "client2", "demo2", false)
+        .expect("CLIENT2 logon");
+    let mut dc = FixClient::logon(ex.port, "FIX.4.4", "DC1", "dc1", "dc1", false).expect("DC1");
+
+    // A resting sell over HTTP for DEMO1, the key's account.
+    let r = post(
+        &ex,
+        Some(KEY),
+        r#"{"symbol":"AAPL","side":"sell","type":"limit","price":"190.00","quantity":300,"clientOrderId":"H1"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sell = r.json();
+    assert_eq!(sell["status"], "new");
+    assert_eq!(sell["leavesQty"], 300);
+    let sell_id = sell["orderId"].as_str().unwrap().to_string();
+
+    // DEMO2 buys 100 of it over FIX.
+    c2.limit("F1", "DEMO2", "AAPL", 1, 100, "190.00");
+    assert_eq!(c2.expect("8").get(150), Some("0"));
+    assert_eq!(c2.expect("8").get(150), Some("F"));
+
+    // DEMO2 rests a buy; the key's IOC sell takes it: the answer carries the fill.
+    c2.limit("F2", "DEMO2", "MSFT", 1, 50, "400.00");
+    c2.expect("8");
+    let r = post(
+        &ex,
+        Some(KEY),
+        r#"{"symbol":"MSFT","side":"sell","type":"limit","price":400,"quantity":"80","timeInForce":"ioc","clientOrderId":"H2"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ioc = r.json();
+    assert_eq!(ioc["status"], "canceled", "{ioc}");
+    assert_eq!(ioc["cumQty"], 50);
+    assert_eq!(ioc["fills"][0]["quantity"], 50);
+    assert_eq!(ioc["fills"][0]["price"], "400");
+    assert_eq!(ioc["fills"][0]["liquidity"], "taker");
+
+    // The engine's checks answer 422 with the reason; the same ClOrdID again is a duplicate.
+    let r = post(
+        &ex,
+        Some(KEY),
+        r#"{"symbol":"AAPL","side":"buy","price":"190","quantity":900000}"#,
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.json()["status"], "rejected");
+    let r = post(
+        &ex,
+        Some(KEY),
+        r#"{"symbol":"AAPL","side":"sell","price":"191","quantity":1,"clientOrderId":"H1"}"#,
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.json()["reason"], 14, "duplicate ClOrdID");
+
+    // The gateway's checks: entitlement, bad values, bad bodies.
+    let cases = [
+        (
+            r#"{"symbol":"AAPL","side":"buy","price":"190","quantity":1,"account":"DEMO2"}"#,
+            403,
+        ),
+        (
+            r#"{"symbol":"NOPE","side":"buy","price":"190","quantity":1}"#,
+            400,
+        ),
+        (
+            r#"{"symbol":"AAPL","side":"up","price":"190","quantity":1}"#,
+            400,
+        ),
+        (r#"{"symbol":"AAPL","side":"buy","quantity":1}"#, 400),
+        (
+            r#"{"symbol":"AAPL","side":"buy","price":"-1","quantity":1}"#,
+            400,
+        ),
+        (
+            r#"{"symbol":"AAPL","side":"buy","price":"190","quantity":1.5}"#,
+            400,
+        ),
+        (
+            r#"{"symbol":"AAPL","side":"buy","price":"190","quantity":1,"colour":"red"}"#,
+            400,
+        ),
+        ("not json", 400),
+    ];
+    for (body, status) in cases {
+        let r = post(&ex, Some(KEY), body);
+        assert_eq!(r.status, status, "{body}: {}", r.body);
+        assert!(r.json()["error"].is_string(), "{}", r.body);
+    }
+    for key in [None, Some("wrong-key")] {
+        let r = post(
+            &ex,
+            key,
+            r#"{"symbol":"AAPL","side":"buy","price":"190","quantity":1}"#,
+        );
+        assert_eq!(r.status, 401, "{}", r.body);
+    }
+
+    // The broker's drop copy sees the HTTP orders of DEMO1 like any other.
+    let copies: Vec<_> = std::iter::from_fn(|| dc.recv(Duration::from_millis(1500))).collect();
+    assert!(
+        copies
+            .iter()
+            .any(|m| m.get(11) == Some("H1") && m.get(150) == Some("F")),
+        "{copies:?}"
+    );
+
+    // Executions from the reporting store: the key's account only.
+    wait_for_reporting(&ex);
+    let r = get(&ex, Some(KEY), "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let ex_all = r.json()["executions"].as_array().unwrap().clone();
+    assert_eq!(ex_all.len(), 2, "{ex_all:?}");
+    assert!(ex_all.iter().all(|e| e["account"] == "DEMO1"));
+    let r = get(&ex, Some(KEY), &format!("?symbol=AAPL&orderId={sell_id}"));
+    let mine = r.json()["executions"].as_array().unwrap().clone();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0]["quantity"], 100);
+    assert_eq!(mine[0]["price"], "190");
+    assert_eq!(mine[0]["side"], "sell");
+    assert_eq!(mine[0]["liquidity"], "maker");
+    let t = mine[0]["time"].as_i64().unwrap();
+    let window = |from: i64, to: i64| {
+        get(
+            &ex,
+            Some(KEY),
+            &format!("?symbol=AAPL&startTime={from}&endTime={to}"),
+        )
+        .json()["executions"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(window(t, t + 1), 1);
+    assert_eq!(window(t + 1, t + 1000), 0);
+    assert_eq!(window(t - 1000, t), 0);
+    let r = get(&ex, Some(KEY), "?symbol=MSFT");
+    assert_eq!(r.json()["executions"][0]["clientOrderId"], "H2");
+
+    for (query, status) in [
+        ("?orderId=abc", 400),
+        ("?startTime=soon", 400),
+        ("?startTime=10&endTime=5", 400),
+        ("?limit=0", 400),
+        ("?account=DEMO2", 403),
+    ] {
+        let r = get(&ex, Some(KEY), query);
+        assert_eq!(r.status, status, "{query}: {}", r.body);
+    }
+    assert_eq!(get(&ex, None, "").status, 401);
+    assert_eq!(get(&ex, Some("wrong-key"), "").status, 401);
+}
