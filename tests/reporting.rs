@@ -3,7 +3,7 @@
 //! exactly the rows the journal's replay produces; and the broker HTTP API (POST /v1/order,
 //! GET /v1/execution) with its API keys.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use exchange_tests::{
@@ -73,40 +73,56 @@ fn assert_store_matches_journal(url: &str, data: &std::path::Path) {
 }
 
 /// Runs the load generator against the exchange for `secs` seconds (it may lose the exchange
-/// half-way: that is the point).
-fn load(port: u16, secs: u32) -> std::process::Child {
+/// half-way: that is the point); its output goes to `log`.
+fn load(port: u16, secs: u32, log: &std::path::Path) -> std::process::Child {
+    let out = std::fs::File::create(log).expect("loadgen log");
     Command::new(sibling_binary("loadgen"))
-        .args([
-            "--port",
-            &port.to_string(),
-            "--sessions",
-            "4",
-            "--rate",
-            "4000",
-        ])
-        .args(["--duration", &secs.to_string(), "--symbols", "5"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .args(["--port", &port.to_string(), "--sessions", "4"])
+        .args(["--rate", "4000", "--symbols", "5"])
+        .args(["--duration", &secs.to_string()])
+        .stdout(out.try_clone().expect("log"))
+        .stderr(out)
         .spawn()
         .expect("start loadgen")
 }
 
+/// The journal's last sequence id.
+fn journal_seq(ex: &Server) -> u64 {
+    http(ex.http_port, "GET", "/v1/status", &[], "").json()["journalSeq"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
 fn kill9_under_load_then_compare(args: &[&str], url: impl Fn(&std::path::Path) -> String) {
     let data = temp_dir("reporting-load");
+    let logs = temp_dir("reporting-loadgen");
     let ex = start_exchange_with(&data, None, args);
-    let mut loadgen = load(ex.port, 6);
-    std::thread::sleep(Duration::from_millis(2500));
+    let boot = journal_seq(&ex);
+    let mut loadgen = load(ex.port, 20, &logs.join("first.log"));
+    // Kill once the load is well under way (on a busy machine that takes a while).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while journal_seq(&ex) < boot + 4000 {
+        if Instant::now() > deadline || loadgen.try_wait().ok().flatten().is_some() {
+            let log = std::fs::read_to_string(logs.join("first.log")).unwrap_or_default();
+            panic!(
+                "the load never got going: journal at {}\n{log}",
+                journal_seq(&ex)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let data = ex.kill9();
     let _ = loadgen.wait();
     // Again over the same data: the reporting flow catches up from the journal, and more load
     // lands on top.
     let ex = start_exchange_with(&data, None, args);
-    let mut loadgen = load(ex.port, 2);
+    let mut loadgen = load(ex.port, 2, &logs.join("second.log"));
     let _ = loadgen.wait();
     wait_for_reporting(&ex);
     let data = ex.kill9();
     assert_store_matches_journal(&url(&data), &data);
     let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(&logs);
 }
 
 #[test]

@@ -7,10 +7,12 @@
 //! cover; a restart resumes after it.
 
 pub mod follow;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod reports;
 pub mod rows;
 pub mod schema;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod store;
 

@@ -6,9 +6,11 @@ use crate::rows::{CancelRejectRow, OrderEvent, Rows, TransferRow};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// SQLite refused.
+    #[cfg(feature = "sqlite")]
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL refused or is unreachable.
+    #[cfg(feature = "postgres")]
     #[error("postgres: {0}")]
     Postgres(#[from] postgres::Error),
     /// The database URL names nothing this store speaks.
@@ -342,18 +344,29 @@ pub trait Store: Send {
 /// plain path) or `postgres://user:password@host:port/db`.
 pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
         return Ok(Box::new(crate::postgres::PgStore::connect(url)?));
+        #[cfg(not(feature = "postgres"))]
+        return Err(StoreError::Invalid(format!(
+            "database {url:?}: this build has no PostgreSQL support"
+        )));
     }
     let path = url.strip_prefix("sqlite:").unwrap_or(url);
     if path.is_empty() || path.contains("://") {
         return Err(StoreError::BadUrl(url.into()));
     }
-    Ok(Box::new(crate::sqlite::SqliteStore::open(
+    #[cfg(feature = "sqlite")]
+    return Ok(Box::new(crate::sqlite::SqliteStore::open(
         std::path::Path::new(path),
-    )?))
+    )?));
+    #[cfg(not(feature = "sqlite"))]
+    Err(StoreError::Invalid(format!(
+        "database {url:?}: this build has no SQLite support"
+    )))
 }
 
 /// Rows above `last` (the ones a store has not applied yet).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn after<'a, T>(
     rows: &'a [T],
     last: u64,

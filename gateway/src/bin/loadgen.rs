@@ -62,6 +62,29 @@ struct Args {
     /// MarketDepth the market-data sessions ask for (0 is the full book).
     #[arg(long, default_value_t = 1)]
     md_depth: u32,
+    /// The exchange's HTTP port: when given, the reporting lag (journaled sequence ids not yet
+    /// in the reporting database, from GET /v1/status) is sampled every 100 ms and summarized.
+    #[arg(long)]
+    http_port: Option<u16>,
+}
+
+/// Samples of the reporting lag and when the database caught up after the load.
+#[derive(Default)]
+struct LagSamples {
+    lags: Vec<u64>,
+}
+
+/// The exchange's /v1/status as JSON, over a plain HTTP/1.1 request.
+async fn status(host: &str, port: u16) -> anyhow::Result<serde_json::Value> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect((host, port)).await?;
+    s.write_all(b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok(serde_json::from_str(body)?)
 }
 
 #[derive(Default)]
@@ -179,6 +202,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         })
     };
+    let lag = Arc::new(std::sync::Mutex::new(LagSamples::default()));
+    let lag_task = args.http_port.map(|port| {
+        let (lag, host) = (Arc::clone(&lag), args.host.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                if let Ok(s) = status(&host, port).await
+                    && let Some(l) = s["reportingLag"].as_u64()
+                {
+                    lag.lock().unwrap_or_else(|e| e.into_inner()).lags.push(l);
+                }
+            }
+        })
+    });
     let mut errors = 0;
     for t in tasks {
         if let Err(e) = t.await? {
@@ -231,6 +269,38 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ms(d.value_at_quantile(0.999)),
             ms(d.max()),
             d.len()
+        );
+    }
+    if let (Some(task), Some(port)) = (lag_task, args.http_port) {
+        task.abort();
+        let done = Instant::now();
+        let mut caught_up = None;
+        while done.elapsed() < Duration::from_secs(120) {
+            if let Ok(s) = status(&args.host, port).await
+                && s["reportingLag"].as_u64() == Some(0)
+            {
+                caught_up = Some(done.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut l = lag.lock().unwrap_or_else(|e| e.into_inner()).lags.clone();
+        l.sort_unstable();
+        let q = |p: f64| {
+            l.get(((l.len() as f64 - 1.0) * p) as usize)
+                .copied()
+                .unwrap_or(0)
+        };
+        println!(
+            "reporting lag (sequence ids journaled, not yet in the database; {} samples every 100 ms): p50 {}  p99 {}  max {}; caught up {} after the load",
+            l.len(),
+            q(0.5),
+            q(0.99),
+            l.last().copied().unwrap_or(0),
+            caught_up.map_or("not within 120 s".into(), |d| format!(
+                "{} ms",
+                d.as_millis()
+            ))
         );
     }
     if errors > 0 {
