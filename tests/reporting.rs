@@ -315,4 +315,56 @@ fn brokers_trade_and_read_executions_over_http_with_their_api_key() {
     }
     assert_eq!(get(&ex, None, "").status, 401);
     assert_eq!(get(&ex, Some("wrong-key"), "").status, 401);
+
+    // The operators' reports read the same store.
+    let report = |args: &[&str]| {
+        let out = Command::new(exchange_tests::exchange_binary())
+            .arg("report")
+            .args(args)
+            .arg("--data")
+            .arg(&ex.data)
+            .output()
+            .expect("run exchange report");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let trades: serde_json::Value = serde_json::from_str(&report(&[
+        "trades",
+        "--account",
+        "DEMO1",
+        "--format",
+        "json",
+    ]))
+    .expect("JSON");
+    let trades = trades.as_array().unwrap();
+    assert_eq!(trades.len(), 2, "{trades:?}");
+    assert_eq!(trades[0]["cl_ord_id"], "H1");
+    assert_eq!(trades[0]["notional"], "19000");
+    let eod = report(&["eod"]);
+    let mut lines = eod.lines();
+    assert_eq!(
+        lines.next(),
+        Some("symbol,open,high,low,close,volume,vwap,trades")
+    );
+    assert_eq!(lines.next(), Some("AAPL,190,190,190,190,100,190,1"));
+    assert_eq!(lines.next(), Some("MSFT,400,400,400,400,50,400,1"));
+    let compliance = report(&["compliance"]);
+    assert!(
+        compliance.contains(",DEMO1,AAPL,")
+            && compliance.contains(",buy,900000,190,9,order notional exceeds the maximum,true"),
+        "{compliance}"
+    );
+    let settlement = report(&["settlement"]);
+    assert!(
+        settlement.contains("DEMO1,AAPL,0,100,-100,19000"),
+        "{settlement}"
+    );
+    assert!(
+        settlement.contains("DEMO2,AAPL,100,0,100,-19000"),
+        "{settlement}"
+    );
 }

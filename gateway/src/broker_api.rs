@@ -312,6 +312,12 @@ pub async fn get_execution(
         Ok(c) => c,
         Err(r) => return refuse(r),
     };
+    if api.database == "none" {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this exchange keeps no reporting database",
+        );
+    }
     let (from, to) = match (ms_param(&q, "startTime"), ms_param(&q, "endTime")) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(r), _) | (_, Err(r)) => return refuse(r),
@@ -421,6 +427,7 @@ pub async fn status(State(s): State<Arc<HttpState>>) -> Response {
         "reportingSeq": p.applied.load(Ordering::Acquire),
         "reportingLag": p.lag(),
         "reportingFailed": p.failed.load(Ordering::Acquire),
+        "reportingEnabled": s.broker.database != "none",
     }))
     .into_response()
 }

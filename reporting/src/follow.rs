@@ -57,6 +57,7 @@ pub struct ReporterConfig {
 /// Runs the reporting flow until `stop` is set and everything committed is stored (or the
 /// database stays unreachable at stop).
 pub fn run(config: ReporterConfig, progress: Arc<Progress>, stop: Arc<AtomicBool>) {
+    lower_priority();
     let mut engine = Engine::new(config.engine.clone());
     let mut follower = Follower::new(&config.journal_dir);
     let mut store: Option<Box<dyn Store>> = None;
@@ -143,6 +144,20 @@ pub fn run(config: ReporterConfig, progress: Arc<Progress>, stop: Arc<AtomicBool
                 return;
             }
             std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// Lets the trading flow's threads go first: the reporting thread runs under SCHED_IDLE (only
+/// on a CPU nothing else wants, preempted at once when an order thread wakes), so on a busy
+/// machine it falls behind (the journal holds the rows) rather than delaying orders.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: a plain system call on the calling thread (pid 0) with a valid parameter.
+    unsafe {
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
+            tracing::debug!("could not lower the reporting thread's priority");
         }
     }
 }

@@ -57,10 +57,14 @@ impl SqliteStore {
                 .map_err(|e| StoreError::Invalid(format!("{}: {e}", dir.display())))?;
         }
         let conn = Connection::open(path)?;
-        // WAL lets readers (reports, the HTTP API) run beside the writer; a crash may lose the
-        // last transactions, never half of one, and the journal has them again.
+        // WAL lets readers (reports, the HTTP API) run beside the writer. No fsync: this is
+        // derived data, and SQLite's syncs would queue behind and ahead of the journal's on
+        // the same disk (order->ack p50 doubled at 20,000 orders/s when they were on). A
+        // process crash loses nothing committed; an OS crash or power loss may lose the last
+        // transactions (the journal has them again) or, rarely, damage the file, which is then
+        // deleted and rebuilt from the journal.
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "synchronous", "OFF")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         let mut s = SqliteStore { conn };
         s.migrate()?;

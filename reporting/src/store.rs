@@ -343,6 +343,11 @@ pub trait Store: Send {
 /// Opens (creating and migrating if needed) the database a URL names: `sqlite:PATH` (or a
 /// plain path) or `postgres://user:password@host:port/db`.
 pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
+    if url == "none" {
+        return Err(StoreError::Invalid(
+            "no reporting database is configured (database = \"none\")".into(),
+        ));
+    }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         #[cfg(feature = "postgres")]
         return Ok(Box::new(crate::postgres::PgStore::connect(url)?));

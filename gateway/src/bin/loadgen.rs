@@ -271,7 +271,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             d.len()
         );
     }
-    if let (Some(task), Some(port)) = (lag_task, args.http_port) {
+    let enabled = match args.http_port {
+        Some(port) => status(&args.host, port)
+            .await
+            .is_ok_and(|s| s["reportingEnabled"] != false),
+        None => false,
+    };
+    if let (Some(task), Some(port), true) = (lag_task, args.http_port, enabled) {
         task.abort();
         let done = Instant::now();
         let mut caught_up = None;

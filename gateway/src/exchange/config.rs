@@ -74,7 +74,8 @@ fn default_http_address() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReportingConfig {
-    /// `sqlite:PATH` (relative to the data directory) or `postgres://user:pass@host/db`.
+    /// `sqlite:PATH` (relative to the data directory), `postgres://user:pass@host/db`, or
+    /// `none` (no reporting thread: another process follows the journal).
     #[serde(default = "default_database")]
     pub database: String,
 }

@@ -455,7 +455,10 @@ impl Exchange {
         let (out_tx, out_rx) = sync_channel::<Batch>(256);
         let database = config.database_url();
         let reporting_stop = Arc::new(AtomicBool::new(false));
-        let reporting_thread = {
+        // "none" leaves reporting to another process following the same journal.
+        let reporting_thread = if database == "none" {
+            None
+        } else {
             let reporter = reporting::ReporterConfig {
                 journal_dir: journal_dir(data),
                 database: database.clone(),
@@ -466,9 +469,11 @@ impl Exchange {
                 },
             };
             let (progress, stop) = (Arc::clone(&progress), Arc::clone(&reporting_stop));
-            std::thread::Builder::new()
-                .name("reporting".into())
-                .spawn(move || reporting::follow::run(reporter, progress, stop))?
+            Some(
+                std::thread::Builder::new()
+                    .name("reporting".into())
+                    .spawn(move || reporting::follow::run(reporter, progress, stop))?,
+            )
         };
         let engine_thread = {
             let (stop, failed) = (Arc::clone(&stop), Arc::clone(&failed));
@@ -514,7 +519,7 @@ impl Exchange {
             waiters,
             reporting: progress,
             database,
-            reporting_thread: Some(reporting_thread),
+            reporting_thread,
             reporting_stop,
         })
     }
