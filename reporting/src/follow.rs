@@ -58,6 +58,17 @@ pub struct ReporterConfig {
 /// database stays unreachable at stop).
 pub fn run(config: ReporterConfig, progress: Arc<Progress>, stop: Arc<AtomicBool>) {
     lower_priority();
+    let url = config.database.clone();
+    run_with(config, progress, stop, move || open(&url))
+}
+
+/// [`run`] with the way to reach the database given (tests put failures in it).
+pub fn run_with(
+    config: ReporterConfig,
+    progress: Arc<Progress>,
+    stop: Arc<AtomicBool>,
+    mut open_store: impl FnMut() -> Result<Box<dyn Store>, StoreError>,
+) {
     let mut engine = Engine::new(config.engine.clone());
     let mut follower = Follower::new(&config.journal_dir);
     let mut store: Option<Box<dyn Store>> = None;
@@ -70,7 +81,7 @@ pub fn run(config: ReporterConfig, progress: Arc<Progress>, stop: Arc<AtomicBool
     loop {
         let stopping = stop.load(Ordering::Acquire);
         if store.is_none() {
-            match connect(&config.database) {
+            match open_store().and_then(|mut s| s.last_seq().map(|last| (s, last))) {
                 Ok((s, last)) => {
                     if outage.take().is_some() {
                         tracing::info!(last_seq = last, "reporting database reachable again");
@@ -160,10 +171,4 @@ fn lower_priority() {
             tracing::debug!("could not lower the reporting thread's priority");
         }
     }
-}
-
-fn connect(url: &str) -> Result<(Box<dyn Store>, u64), StoreError> {
-    let mut s = open(url)?;
-    let last = s.last_seq()?;
-    Ok((s, last))
 }

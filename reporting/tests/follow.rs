@@ -1,0 +1,133 @@
+//! The reporting flow against a journal being written and a database that fails: it is
+//! unreachable at first, refuses transactions, and loses the answer of some that did commit.
+//! The database must end up with exactly the rows of the journal's events.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{all_rows, config, flow, names};
+use engine::journal::{Journal, JournalOptions, SyncPolicy};
+use reporting::follow::{ReporterConfig, run_with};
+use reporting::rows::{CancelRejectRow, OrderEvent, TransferRow};
+use reporting::{Filter, Progress, Rows, Store, StoreError};
+
+/// A store that fails on a schedule: every third transaction is refused before it commits,
+/// and every fifth commits but reports a failure (the connection dropped before the answer).
+struct Flaky {
+    inner: Box<dyn Store>,
+    calls: Arc<AtomicU64>,
+}
+
+fn outage() -> StoreError {
+    StoreError::Invalid("connection lost".into())
+}
+
+impl Store for Flaky {
+    fn last_seq(&mut self) -> Result<u64, StoreError> {
+        self.inner.last_seq()
+    }
+    fn apply(&mut self, rows: &Rows) -> Result<(), StoreError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n % 3 == 0 {
+            return Err(outage());
+        }
+        self.inner.apply(rows)?;
+        if n % 5 == 0 {
+            return Err(outage());
+        }
+        Ok(())
+    }
+    fn order_events(&mut self, f: &Filter) -> Result<Vec<OrderEvent>, StoreError> {
+        self.inner.order_events(f)
+    }
+    fn transfers(&mut self, f: &Filter) -> Result<Vec<TransferRow>, StoreError> {
+        self.inner.transfers(f)
+    }
+    fn cancel_rejects(&mut self, f: &Filter) -> Result<Vec<CancelRejectRow>, StoreError> {
+        self.inner.cancel_rejects(f)
+    }
+}
+
+#[test]
+fn a_failing_database_ends_with_exactly_the_journal_rows() {
+    let dir = std::env::temp_dir().join(format!("reporting-follow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let journal_dir = dir.join("journal");
+    let db = format!("sqlite:{}", dir.join("r.db").display());
+    let f = flow(7);
+    let options = JournalOptions {
+        sync: SyncPolicy::Never,
+        segment_bytes: 64 << 10,
+    };
+    let (mut journal, _) = Journal::open(&journal_dir, options, |_| {}).unwrap();
+
+    let progress = Arc::new(Progress::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicU64::new(0));
+    let connects = Arc::new(AtomicU64::new(0));
+    let reporter = {
+        let config = ReporterConfig {
+            journal_dir: journal_dir.clone(),
+            database: db.clone(),
+            engine: config(),
+            names: names(),
+        };
+        let (progress, stop, calls, connects) = (
+            Arc::clone(&progress),
+            Arc::clone(&stop),
+            Arc::clone(&calls),
+            Arc::clone(&connects),
+        );
+        std::thread::spawn(move || {
+            run_with(config, progress, stop, move || {
+                // Unreachable for the first three attempts.
+                if connects.fetch_add(1, Ordering::SeqCst) < 3 {
+                    return Err(outage());
+                }
+                let inner = reporting::open(&db)?;
+                Ok(Box::new(Flaky {
+                    inner,
+                    calls: Arc::clone(&calls),
+                }) as Box<dyn Store>)
+            })
+        })
+    };
+
+    // The journal is written in group commits while the reporter follows it.
+    for chunk in f.commands.chunks(37) {
+        for (ts, c) in chunk {
+            journal.append(*ts, c);
+        }
+        journal.commit().unwrap();
+        progress
+            .committed
+            .store(journal.next_seq() - 1, Ordering::Release);
+        // Slow enough that the reporter keeps up and commits many small transactions.
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    let last = journal.next_seq() - 1;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while progress.applied.load(Ordering::Acquire) < last {
+        assert!(Instant::now() < deadline, "the reporter never caught up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::Release);
+    reporter.join().unwrap();
+    assert!(
+        calls.load(Ordering::SeqCst) >= 5,
+        "the failures were exercised"
+    );
+    assert!(connects.load(Ordering::SeqCst) > 4, "it reconnected");
+
+    let want = all_rows(&f);
+    let mut store = reporting::open(&format!("sqlite:{}", dir.join("r.db").display())).unwrap();
+    assert_eq!(store.last_seq().unwrap(), last);
+    let all = Filter::default();
+    assert_eq!(store.order_events(&all).unwrap(), want.order_events);
+    assert_eq!(store.transfers(&all).unwrap(), want.transfers);
+    assert_eq!(store.cancel_rejects(&all).unwrap(), want.cancel_rejects);
+    let _ = std::fs::remove_dir_all(&dir);
+}
