@@ -270,9 +270,21 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> HttpResponse {
+    try_http(port, method, path, headers, body).expect("HTTP request")
+}
+
+/// Like [`http`], returning the error instead of failing the test (for polling a server that
+/// may be slow to answer under load).
+pub fn try_http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<HttpResponse> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect HTTP");
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -282,9 +294,9 @@ pub fn http(
     }
     req.push_str("\r\n");
     req.push_str(body);
-    s.write_all(req.as_bytes()).expect("send HTTP");
+    s.write_all(req.as_bytes())?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read HTTP");
+    s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
@@ -300,7 +312,7 @@ pub fn http(
     } else {
         rest.to_string()
     };
-    HttpResponse { status, body }
+    Ok(HttpResponse { status, body })
 }
 
 fn dechunk(mut s: &str) -> String {
