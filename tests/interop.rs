@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use exchange_examples::book::{Books, Update};
 use exchange_examples::{Client, ClientOptions, FixMsg, run_client};
-use exchange_tests::{Server, start_exchange, temp_dir};
+use exchange_tests::{Server, free_port, start_exchange, start_exchange_with, temp_dir};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -172,6 +172,47 @@ fn a_quickfix_client_that_was_away_gets_the_missed_reports_by_resend() {
         no_rejects(a);
     })
     .expect("CLIENT1 logon again");
+}
+
+#[test]
+fn a_quickfix_client_cut_off_by_a_crash_reconnects_and_gets_its_fill() {
+    let port = free_port();
+    let p = port.to_string();
+    let ex = start_exchange_with(&temp_dir("interop-crash"), None, &["--port", &p]);
+    let (a_opts, b_opts) = (client1(&ex), client2(&ex));
+    run_client(&a_opts, WAIT, |a| {
+        order(a, "K1", "DEMO1", "GOOGL", "2", 100, "170.00");
+        assert_fields(&expect(a, "8"), &[(150, "0")]);
+        // The connection is cut without a Logout: the exchange dies and comes back on the
+        // same port over the same data; QuickFIX reconnects on its own.
+        let data = ex.kill9();
+        let ex = start_exchange_with(&data, None, &["--port", &p]);
+        let mut b_opts = b_opts.clone();
+        b_opts.port = ex.port;
+        run_client(&b_opts, WAIT, |b| {
+            order(b, "K2", "DEMO2", "GOOGL", "1", 100, "170.00");
+            expect(b, "8");
+            assert_fields(&expect(b, "8"), &[(150, "F")]);
+        })
+        .expect("CLIENT2 logon");
+        // Whether the fill came live or by resend after the reconnect, it comes once.
+        let mut fills = Vec::new();
+        while let Some(m) = a.recv(Duration::from_secs(5)) {
+            if m.msg_type == "8" && m.get(150) == Some("F") {
+                fills.push(m);
+            }
+        }
+        assert!(!fills.is_empty(), "the fill never reached CLIENT1");
+        assert!(
+            fills
+                .iter()
+                .all(|m| m.get(11) == Some("K1") && m.get(32) == Some("100"))
+        );
+        let exec_ids: std::collections::BTreeSet<_> = fills.iter().map(|m| m.get(17)).collect();
+        assert_eq!(exec_ids.len(), 1, "one execution: {fills:?}");
+        no_rejects(a);
+    })
+    .expect("CLIENT1 logon");
 }
 
 #[test]

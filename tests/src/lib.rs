@@ -34,6 +34,14 @@ pub fn exchange_binary() -> PathBuf {
     bin
 }
 
+/// A TCP port that was free a moment ago (for a server that must come back on the same port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// Another binary of the workspace built beside this test (`loadgen`, ...).
 pub fn sibling_binary(name: &str) -> PathBuf {
     exchange_binary().with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX))
@@ -218,10 +226,14 @@ pub fn start_exchange(data: &Path, config: Option<&str>) -> Server {
     start_exchange_with(data, config, &[])
 }
 
-/// Like [`start_exchange`] with extra command-line arguments.
+/// Like [`start_exchange`] with extra command-line arguments (a `--port` among them replaces
+/// the free port).
 pub fn start_exchange_with(data: &Path, config: Option<&str>, args: &[&str]) -> Server {
     let mut cmd = Command::new(exchange_binary());
-    cmd.args(["--port", "0", "--http-port", "0", "--data"])
+    if !args.contains(&"--port") {
+        cmd.args(["--port", "0"]);
+    }
+    cmd.args(["--http-port", "0", "--data"])
         .arg(data)
         .args(args);
     if let Some(text) = config {
