@@ -240,6 +240,12 @@ fn every_reject_path_answers_with_a_reason() {
         let dup = er(&mut c1);
         assert_fields(&dup, &[(150, "8"), (103, "6")]);
     }
+    // A ClOrdID longer than the exchange keeps.
+    let long = "L".repeat(41);
+    c1.limit(&long, "DEMO1", "MSFT", 1, 10, "400");
+    let m = er(&mut c1);
+    assert_fields(&m, &[(150, "8"), (103, "99"), (11, long.as_str())]);
+    assert!(m.req(58).contains("40 characters"), "{m:?}");
     // Cancel of an order that never existed.
     c1.send(
         "F",

@@ -59,11 +59,13 @@ pub enum RejectReason {
     InsufficientBalance = 26,
     /// The instrument is halted (its trading has been suspended).
     InstrumentHalted = 27,
+    /// ClOrdID (or OrigClOrdID) missing, or longer than the exchange keeps.
+    InvalidClOrdId = 28,
 }
 
 impl RejectReason {
     /// Every reason, in code order.
-    pub const ALL: [RejectReason; 27] = [
+    pub const ALL: [RejectReason; 28] = [
         RejectReason::UnknownSymbol,
         RejectReason::UnknownAccount,
         RejectReason::MarketClosed,
@@ -91,6 +93,7 @@ impl RejectReason {
         RejectReason::AccountMismatch,
         RejectReason::InsufficientBalance,
         RejectReason::InstrumentHalted,
+        RejectReason::InvalidClOrdId,
     ];
 
     /// The stable numeric code.
@@ -133,6 +136,7 @@ impl RejectReason {
             RejectReason::AccountMismatch => "AccountMismatch",
             RejectReason::InsufficientBalance => "InsufficientBalance",
             RejectReason::InstrumentHalted => "InstrumentHalted",
+            RejectReason::InvalidClOrdId => "InvalidClOrdId",
         }
     }
 
@@ -170,6 +174,7 @@ impl RejectReason {
             RejectReason::AccountMismatch => "order belongs to another account",
             RejectReason::InsufficientBalance => "insufficient available balance",
             RejectReason::InstrumentHalted => "instrument is halted",
+            RejectReason::InvalidClOrdId => "ClOrdID missing or longer than 40 characters",
         }
     }
 
@@ -196,6 +201,7 @@ impl RejectReason {
             | RejectReason::InvalidReplace
             | RejectReason::RateLimited
             | RejectReason::InvalidAmount
+            | RejectReason::InvalidClOrdId
             | RejectReason::CapacityExceeded
             | RejectReason::AccountMismatch => 99,
         }

@@ -333,7 +333,7 @@ fn cl_ord_id_opt(msg: &impl Fields, t: Tag) -> Result<ClOrdId, Refusal> {
     match msg.get(t) {
         None => Ok(ClOrdId::EMPTY),
         Some(v) => ClOrdId::from_bytes(v).ok_or((
-            RejectReason::InvalidAmount,
+            RejectReason::InvalidClOrdId,
             "ClOrdID longer than 40 characters",
         )),
     }
@@ -342,7 +342,7 @@ fn cl_ord_id_opt(msg: &impl Fields, t: Tag) -> Result<ClOrdId, Refusal> {
 fn cl_ord_id(msg: &impl Fields, t: Tag) -> Result<ClOrdId, Refusal> {
     let id = cl_ord_id_opt(msg, t)?;
     if id.is_empty() {
-        return Err((RejectReason::InvalidAmount, "ClOrdID is required"));
+        return Err((RejectReason::InvalidClOrdId, "ClOrdID is required"));
     }
     Ok(id)
 }
