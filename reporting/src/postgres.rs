@@ -10,7 +10,7 @@ use crate::rows::{CancelRejectRow, OrderEvent, Rows, TransferRow};
 use crate::schema::{
     CANCEL_REJECT_COLUMNS, MIGRATIONS, MIGRATIONS_TABLE, ORDER_EVENT_COLUMNS, TRANSFER_COLUMNS,
 };
-use crate::store::{Filter, Get, Store, StoreError, Table, Value, after};
+use crate::store::{Filter, Get, Row, Store, StoreError, Table, Value, ValueRef, after};
 
 /// A reporting store in a PostgreSQL database.
 pub struct PgStore {
@@ -40,13 +40,13 @@ impl Get for postgres::Row {
 }
 
 /// A value in COPY's text format.
-fn copy_field(out: &mut Vec<u8>, v: &Value) {
+fn copy_field(out: &mut Vec<u8>, v: ValueRef<'_>) {
     match v {
-        Value::Int(i) => {
+        ValueRef::Int(i) => {
             let _ = write!(out, "{i}");
         }
-        Value::Null => out.extend_from_slice(b"\\N"),
-        Value::Text(t) => {
+        ValueRef::Null => out.extend_from_slice(b"\\N"),
+        ValueRef::Text(t) => {
             for &b in t.as_bytes() {
                 match b {
                     b'\\' => out.extend_from_slice(b"\\\\"),
@@ -60,20 +60,22 @@ fn copy_field(out: &mut Vec<u8>, v: &Value) {
     }
 }
 
-fn copy_rows<'a>(
+fn copy_rows<'r, R: Row + 'r>(
     tx: &mut postgres::Transaction<'_>,
     table: &str,
     columns: &str,
-    rows: impl Iterator<Item = Vec<Value>> + 'a,
+    rows: impl Iterator<Item = &'r R>,
 ) -> Result<(), StoreError> {
     let mut buf = Vec::with_capacity(1 << 16);
-    for values in rows {
-        for (i, v) in values.iter().enumerate() {
-            if i > 0 {
+    for r in rows {
+        let mut first = true;
+        r.visit(&mut |v| {
+            if !first {
                 buf.push(b'\t');
             }
+            first = false;
             copy_field(&mut buf, v);
-        }
+        });
         buf.push(b'\n');
     }
     if buf.is_empty() {
@@ -191,19 +193,19 @@ impl Store for PgStore {
             &mut tx,
             "order_events",
             ORDER_EVENT_COLUMNS,
-            after(&rows.order_events, last, |r| r.seq).map(OrderEvent::values),
+            after(&rows.order_events, last, |r| r.seq),
         )?;
         copy_rows(
             &mut tx,
             "transfers",
             TRANSFER_COLUMNS,
-            after(&rows.transfers, last, |r| r.seq).map(TransferRow::values),
+            after(&rows.transfers, last, |r| r.seq),
         )?;
         copy_rows(
             &mut tx,
             "cancel_rejects",
             CANCEL_REJECT_COLUMNS,
-            after(&rows.cancel_rejects, last, |r| r.seq).map(CancelRejectRow::values),
+            after(&rows.cancel_rejects, last, |r| r.seq),
         )?;
         tx.execute(
             "UPDATE reporting_state SET last_seq = $1 WHERE id = 1",

@@ -9,7 +9,7 @@ use crate::rows::{CancelRejectRow, OrderEvent, Rows, TransferRow};
 use crate::schema::{
     CANCEL_REJECT_COLUMNS, MIGRATIONS, MIGRATIONS_TABLE, ORDER_EVENT_COLUMNS, TRANSFER_COLUMNS,
 };
-use crate::store::{Filter, Get, Store, StoreError, Table, Value, after};
+use crate::store::{Filter, Get, Row, Store, StoreError, Table, Value, ValueRef, after};
 
 /// A reporting store in one SQLite file.
 pub struct SqliteStore {
@@ -24,6 +24,36 @@ impl ToSql for Value {
             Value::Null => ToSqlOutput::Owned(SqlValue::Null),
         })
     }
+}
+
+impl ToSql for ValueRef<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            ValueRef::Int(i) => ToSqlOutput::Owned(SqlValue::Integer(*i)),
+            ValueRef::Text(t) => ToSqlOutput::Borrowed((*t).into()),
+            ValueRef::Null => ToSqlOutput::Owned(SqlValue::Null),
+        })
+    }
+}
+
+/// Inserts rows with a prepared statement, binding borrowed values (no copies).
+fn insert<'r, R: Row + 'r>(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    rows: impl Iterator<Item = &'r R>,
+) -> Result<(), StoreError> {
+    for r in rows {
+        let mut i = 0;
+        let mut bound = Ok(());
+        r.visit(&mut |v| {
+            i += 1;
+            if bound.is_ok() {
+                bound = stmt.raw_bind_parameter(i, v);
+            }
+        });
+        bound?;
+        stmt.raw_execute()?;
+    }
+    Ok(())
 }
 
 impl Get for rusqlite::Row<'_> {
@@ -65,6 +95,8 @@ impl SqliteStore {
         // deleted and rebuilt from the journal.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "OFF")?;
+        // A 64 MiB page cache keeps the indexes' hot pages in memory while rows stream in.
+        conn.pragma_update(None, "cache_size", -65_536)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         let mut s = SqliteStore { conn };
         s.migrate()?;
@@ -86,7 +118,9 @@ impl SqliteStore {
             )));
         }
         for (i, m) in MIGRATIONS.iter().enumerate().skip(have as usize) {
-            tx.execute_batch(m)?;
+            // In SQLite only INTEGER PRIMARY KEY is the table's own key (the rowid, 64-bit);
+            // BIGINT PRIMARY KEY would build a second index beside the table.
+            tx.execute_batch(&m.replace("BIGINT PRIMARY KEY", "INTEGER PRIMARY KEY"))?;
             tx.execute(
                 "INSERT INTO schema_migrations (version) VALUES (?1)",
                 [i as i64 + 1],
@@ -136,18 +170,12 @@ impl Store for SqliteStore {
         }
         {
             let mut stmt = tx.prepare_cached(&insert_sql("order_events", ORDER_EVENT_COLUMNS))?;
-            for r in after(&rows.order_events, last, |r| r.seq) {
-                stmt.execute(params_from_iter(r.values().iter()))?;
-            }
+            insert(&mut stmt, after(&rows.order_events, last, |r| r.seq))?;
             let mut stmt = tx.prepare_cached(&insert_sql("transfers", TRANSFER_COLUMNS))?;
-            for r in after(&rows.transfers, last, |r| r.seq) {
-                stmt.execute(params_from_iter(r.values().iter()))?;
-            }
+            insert(&mut stmt, after(&rows.transfers, last, |r| r.seq))?;
             let mut stmt =
                 tx.prepare_cached(&insert_sql("cancel_rejects", CANCEL_REJECT_COLUMNS))?;
-            for r in after(&rows.cancel_rejects, last, |r| r.seq) {
-                stmt.execute(params_from_iter(r.values().iter()))?;
-            }
+            insert(&mut stmt, after(&rows.cancel_rejects, last, |r| r.seq))?;
         }
         tx.execute(
             "UPDATE reporting_state SET last_seq = ?1 WHERE id = 1",

@@ -73,6 +73,64 @@ impl<T: Into<Value> + Clone> From<&Option<T>> for Value {
     }
 }
 
+/// A column value borrowed from a row, for writing it without copying.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueRef<'a> {
+    /// An integer.
+    Int(i64),
+    /// Text.
+    Text(&'a str),
+    /// NULL.
+    Null,
+}
+
+impl<'a> From<&'a str> for ValueRef<'a> {
+    fn from(v: &'a str) -> Self {
+        ValueRef::Text(v)
+    }
+}
+impl<'a> From<&'a String> for ValueRef<'a> {
+    fn from(v: &'a String) -> Self {
+        ValueRef::Text(v)
+    }
+}
+impl From<i64> for ValueRef<'_> {
+    fn from(v: i64) -> Self {
+        ValueRef::Int(v)
+    }
+}
+impl From<u64> for ValueRef<'_> {
+    fn from(v: u64) -> Self {
+        ValueRef::Int(v as i64)
+    }
+}
+impl From<i32> for ValueRef<'_> {
+    fn from(v: i32) -> Self {
+        ValueRef::Int(i64::from(v))
+    }
+}
+impl From<bool> for ValueRef<'_> {
+    fn from(v: bool) -> Self {
+        ValueRef::Int(i64::from(v))
+    }
+}
+impl<'a> From<&'a Option<String>> for ValueRef<'a> {
+    fn from(v: &'a Option<String>) -> Self {
+        v.as_deref().map_or(ValueRef::Null, ValueRef::Text)
+    }
+}
+impl<T: Copy + Into<ValueRef<'static>>> From<&Option<T>> for ValueRef<'_> {
+    fn from(v: &Option<T>) -> Self {
+        v.map_or(ValueRef::Null, Into::into)
+    }
+}
+
+/// A row that can be written column by column in its table's insert order.
+pub trait Row {
+    /// Calls `f` with each column's value, in insert order.
+    fn visit<'a>(&'a self, f: &mut dyn FnMut(ValueRef<'a>));
+}
+
 /// Reads a column of a result row, whatever the database.
 pub trait Get {
     /// An integer column.
@@ -85,37 +143,37 @@ pub trait Get {
     fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError>;
 }
 
-impl OrderEvent {
-    /// The row's values in [`crate::schema::ORDER_EVENT_COLUMNS`] order.
-    pub fn values(&self) -> Vec<Value> {
-        vec![
-            self.exec_id.into(),
-            self.seq.into(),
-            self.time_ns.into(),
-            self.order_id.into(),
-            (&self.cl_ord_id).into(),
-            (&self.orig_cl_ord_id).into(),
-            (&self.account).into(),
-            (&self.symbol).into(),
-            (&self.side).into(),
-            (&self.ord_type).into(),
-            (&self.tif).into(),
-            (&self.exec_type).into(),
-            (&self.status).into(),
-            self.price.into(),
-            self.qty.into(),
-            self.cum_qty.into(),
-            self.leaves_qty.into(),
-            self.cum_cost.into(),
-            (&self.last_px).into(),
-            (&self.last_qty).into(),
-            (&self.trade_id).into(),
-            (&self.liquidity).into(),
-            (&self.reason_code).into(),
-            (&self.text).into(),
-        ]
+impl Row for OrderEvent {
+    /// Columns in [`crate::schema::ORDER_EVENT_COLUMNS`] order.
+    fn visit<'a>(&'a self, f: &mut dyn FnMut(ValueRef<'a>)) {
+        f(self.exec_id.into());
+        f(self.seq.into());
+        f(self.time_ns.into());
+        f(self.order_id.into());
+        f((&self.cl_ord_id).into());
+        f((&self.orig_cl_ord_id).into());
+        f((&self.account).into());
+        f((&self.symbol).into());
+        f((&self.side).into());
+        f((&self.ord_type).into());
+        f((&self.tif).into());
+        f((&self.exec_type).into());
+        f((&self.status).into());
+        f(self.price.into());
+        f(self.qty.into());
+        f(self.cum_qty.into());
+        f(self.leaves_qty.into());
+        f(self.cum_cost.into());
+        f((&self.last_px).into());
+        f((&self.last_qty).into());
+        f((&self.trade_id).into());
+        f((&self.liquidity).into());
+        f((&self.reason_code).into());
+        f((&self.text).into());
     }
+}
 
+impl OrderEvent {
     /// A row read back, columns in [`crate::schema::ORDER_EVENT_COLUMNS`] order.
     pub fn read(r: &impl Get) -> Result<OrderEvent, StoreError> {
         Ok(OrderEvent {
@@ -147,20 +205,20 @@ impl OrderEvent {
     }
 }
 
-impl TransferRow {
-    /// The row's values in [`crate::schema::TRANSFER_COLUMNS`] order.
-    pub fn values(&self) -> Vec<Value> {
-        vec![
-            self.seq.into(),
-            self.time_ns.into(),
-            (&self.account).into(),
-            (&self.asset).into(),
-            self.amount.into(),
-            self.balance.into(),
-            (&self.reject_code).into(),
-        ]
+impl Row for TransferRow {
+    /// Columns in [`crate::schema::TRANSFER_COLUMNS`] order.
+    fn visit<'a>(&'a self, f: &mut dyn FnMut(ValueRef<'a>)) {
+        f(self.seq.into());
+        f(self.time_ns.into());
+        f((&self.account).into());
+        f((&self.asset).into());
+        f(self.amount.into());
+        f(self.balance.into());
+        f((&self.reject_code).into());
     }
+}
 
+impl TransferRow {
     /// A row read back.
     pub fn read(r: &impl Get) -> Result<TransferRow, StoreError> {
         Ok(TransferRow {
@@ -175,23 +233,23 @@ impl TransferRow {
     }
 }
 
-impl CancelRejectRow {
-    /// The row's values in [`crate::schema::CANCEL_REJECT_COLUMNS`] order.
-    pub fn values(&self) -> Vec<Value> {
-        vec![
-            self.seq.into(),
-            self.time_ns.into(),
-            (&self.account).into(),
-            (&self.symbol).into(),
-            self.order_id.into(),
-            (&self.cl_ord_id).into(),
-            (&self.orig_cl_ord_id).into(),
-            self.is_replace.into(),
-            self.reason_code.into(),
-            (&self.text).into(),
-        ]
+impl Row for CancelRejectRow {
+    /// Columns in [`crate::schema::CANCEL_REJECT_COLUMNS`] order.
+    fn visit<'a>(&'a self, f: &mut dyn FnMut(ValueRef<'a>)) {
+        f(self.seq.into());
+        f(self.time_ns.into());
+        f((&self.account).into());
+        f((&self.symbol).into());
+        f(self.order_id.into());
+        f((&self.cl_ord_id).into());
+        f((&self.orig_cl_ord_id).into());
+        f(self.is_replace.into());
+        f(self.reason_code.into());
+        f((&self.text).into());
     }
+}
 
+impl CancelRejectRow {
     /// A row read back.
     pub fn read(r: &impl Get) -> Result<CancelRejectRow, StoreError> {
         Ok(CancelRejectRow {
