@@ -361,3 +361,30 @@ fn a_reconnecting_client_gets_the_reports_it_missed_and_orders_survive_kill_9() 
     }
     assert_fields(&last, &[(11, "K1"), (150, "F"), (39, "2"), (14, "500")]);
 }
+
+#[test]
+fn trading_hours_close_the_session_and_expire_day_orders() {
+    // Open since a minute ago, closing a few seconds from now (UTC, wrapping past midnight).
+    let now = gateway::time::now_millis() / 1000;
+    let hms = |t: i64| {
+        let t = t.rem_euclid(86_400);
+        format!("{:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60)
+    };
+    let hours = format!("{}-{}", hms(now - 60), hms(now + 12));
+    let config = gateway::exchange::config::DEFAULT_EXCHANGE_TOML.replace(
+        "open_on_start = true",
+        &format!("open_on_start = false\ntrading_hours = \"{hours}\""),
+    );
+    let ex = start_exchange(&temp_dir("hours"), Some(&config));
+    let mut c1 = client1(ex.port);
+    c1.limit("H1", "DEMO1", "AAPL", 1, 10, "185.00");
+    assert_fields(&er(&mut c1), &[(150, "0"), (11, "H1")]);
+    // At the close the Day order expires.
+    let expired = c1
+        .recv(Duration::from_secs(40))
+        .expect("the close expires the order");
+    assert_fields(&expired, &[(150, "C"), (39, "C"), (11, "H1")]);
+    // After it, orders are refused: the market is closed.
+    c1.limit("H2", "DEMO1", "AAPL", 1, 10, "185.00");
+    assert_fields(&er(&mut c1), &[(150, "8"), (103, "2"), (11, "H2")]);
+}

@@ -36,6 +36,60 @@ pub struct Params {
     /// starts closed and orders are rejected: no trading outside the session).
     #[serde(default = "default_true")]
     pub open_on_start: bool,
+    /// Trading hours as `HH:MM[:SS]-HH:MM[:SS]` in UTC (every day; a range that wraps past
+    /// midnight is allowed). When set, the exchange opens and closes the trading session at
+    /// those times (the close expires Day orders) and `open_on_start` is ignored.
+    #[serde(default)]
+    pub trading_hours: Option<String>,
+}
+
+/// When the trading session is open: seconds since UTC midnight, `[open, close)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    /// Opening time.
+    pub open_s: u32,
+    /// Closing time.
+    pub close_s: u32,
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = String;
+    /// `09:30-16:00` or `09:30:00-16:00:00`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("trading hours {s:?}: expected HH:MM[:SS]-HH:MM[:SS] (UTC)");
+        let time = |t: &str| -> Result<u32, String> {
+            let parts: Vec<u32> = t
+                .trim()
+                .split(':')
+                .map(|p| p.parse::<u32>().map_err(|_| bad()))
+                .collect::<Result<_, _>>()?;
+            match parts[..] {
+                [h, m] if h < 24 && m < 60 => Ok(h * 3600 + m * 60),
+                [h, m, sec] if h < 24 && m < 60 && sec < 60 => Ok(h * 3600 + m * 60 + sec),
+                _ => Err(bad()),
+            }
+        };
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        let (open_s, close_s) = (time(a)?, time(b)?);
+        if open_s == close_s {
+            return Err(format!(
+                "trading hours {s:?}: opening and closing at the same time"
+            ));
+        }
+        Ok(Schedule { open_s, close_s })
+    }
+}
+
+impl Schedule {
+    /// Whether trading is open at `ms` (since the Unix epoch).
+    pub fn is_open(&self, ms: i64) -> bool {
+        let t = (ms.div_euclid(1000).rem_euclid(86_400)) as u32;
+        if self.open_s < self.close_s {
+            (self.open_s..self.close_s).contains(&t)
+        } else {
+            t >= self.open_s || t < self.close_s
+        }
+    }
 }
 
 fn default_true() -> bool {
@@ -247,6 +301,7 @@ impl ExchangeConfig {
             }
         }
         c.sync_policy()?;
+        c.schedule()?;
         crate::config::resolve_dictionary_paths(&mut c.sessions, base);
         Ok(c)
     }
@@ -269,6 +324,16 @@ impl ExchangeConfig {
             }
             _ => url,
         }
+    }
+
+    /// The trading-hours schedule, if one is configured.
+    pub fn schedule(&self) -> Result<Option<Schedule>, ConfigError> {
+        self.exchange
+            .trading_hours
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(ConfigError::Invalid)
     }
 
     /// The journal's sync policy.
@@ -306,6 +371,23 @@ mod tests {
         assert_eq!(gateway.acceptor.store_path, Path::new("/x/data/sessions"));
         let sessions = gateway.resolve().unwrap();
         assert!(sessions.iter().all(|s| s.settings.authenticator.is_some()));
+    }
+
+    #[test]
+    fn trading_hours_parse_and_wrap_past_midnight() {
+        let day: Schedule = "09:30-16:00".parse().unwrap();
+        let at = |h: i64, m: i64| (h * 3600 + m * 60) * 1000 + 86_400_000 * 20_000;
+        assert!(!day.is_open(at(9, 29)));
+        assert!(day.is_open(at(9, 30)));
+        assert!(day.is_open(at(15, 59)));
+        assert!(!day.is_open(at(16, 0)));
+        let night: Schedule = "22:00:00-02:00:30".parse().unwrap();
+        assert!(night.is_open(at(23, 0)));
+        assert!(night.is_open(at(2, 0)));
+        assert!(!night.is_open(at(3, 0)));
+        for bad in ["9-16", "09:30", "25:00-26:00", "10:00-10:00", "a:b-c:d"] {
+            assert!(bad.parse::<Schedule>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -441,13 +441,11 @@ impl Exchange {
                 }
             }
         }
-        let today = yyyymmdd(now_millis());
-        let open = config.exchange.open_on_start;
-        if engine.is_open() && (engine.trading_day() != today || !open) {
-            boot.push(Command::CloseTrading(CloseTrading {}));
-        }
-        if open && (!engine.is_open() || engine.trading_day() != today) {
-            boot.push(Command::OpenTrading(OpenTrading { trading_day: today }));
+        // With trading hours the engine thread opens and closes the session itself.
+        let schedule = config.schedule()?;
+        if schedule.is_none() {
+            let open = config.exchange.open_on_start;
+            boot.extend(session_changes(&engine, open, yyyymmdd(now_millis())));
         }
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -481,7 +479,13 @@ impl Exchange {
             std::thread::Builder::new()
                 .name("engine".into())
                 .spawn(move || {
-                    if let Err(e) = run_engine(engine, journal, boot, rx, out_tx, &stop, &progress) {
+                    let run = Run {
+                        boot,
+                        schedule,
+                        stop: &stop,
+                        progress: &progress,
+                    };
+                    if let Err(e) = run_engine(engine, journal, rx, out_tx, run) {
                         tracing::error!(error = %e, "engine stopped: the journal cannot be written");
                         failed.store(true, Ordering::SeqCst);
                     }
@@ -556,19 +560,50 @@ impl Drop for Exchange {
     }
 }
 
+/// The commands that bring the trading session to `open` on `today`: close a session left
+/// open from another day (expiring its Day orders), open today's.
+fn session_changes(engine: &Engine, open: bool, today: u32) -> Vec<Command> {
+    let mut out = Vec::new();
+    if engine.is_open() && (engine.trading_day() != today || !open) {
+        out.push(Command::CloseTrading(CloseTrading {}));
+    }
+    if open && (!engine.is_open() || engine.trading_day() != today) {
+        out.push(Command::OpenTrading(OpenTrading { trading_day: today }));
+    }
+    out
+}
+
+/// What the engine thread runs with besides the engine, the journal and its channels.
+struct Run<'a> {
+    boot: Vec<Command>,
+    schedule: Option<config::Schedule>,
+    stop: &'a AtomicBool,
+    progress: &'a reporting::Progress,
+}
+
 fn run_engine(
     mut engine: Engine,
     mut journal: Journal,
-    boot: Vec<Command>,
     rx: Receiver<Command>,
     out: SyncSender<Batch>,
-    stop: &AtomicBool,
-    progress: &reporting::Progress,
+    run: Run<'_>,
 ) -> anyhow::Result<()> {
+    let Run {
+        boot,
+        schedule,
+        stop,
+        progress,
+    } = run;
     let mut batch: Vec<Command> = boot;
     let mut events = Vec::new();
     let mut last_ts = 0i64;
     loop {
+        // Trading hours: the open and the close are commands like any other, sequenced and
+        // journaled, so a replay opens and closes at the same points of the stream.
+        if let Some(s) = schedule {
+            let now = now_millis();
+            batch.extend(session_changes(&engine, s.is_open(now), yyyymmdd(now)));
+        }
         if batch.is_empty() {
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(c) => batch.push(c),
