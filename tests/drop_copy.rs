@@ -60,6 +60,12 @@ fn a_drop_copy_session_gets_exactly_its_accounts_reports_and_catches_up() {
     assert_eq!(reject.get(150), Some("8"), "{reject:?}");
     c2.limit("D4", "DEMO2", "MSFT", 1, 10, "400.00");
     c2.expect("8");
+    // CLIENT2 tries to trade for DEMO1: the gateway refuses it, and the refusal is journaled
+    // like any reject, so DEMO1's broker sees the attempt.
+    c2.limit("D7", "DEMO1", "AAPL", 1, 10, "190.00");
+    let refused = c2.expect("8");
+    assert_eq!(refused.get(150), Some("8"), "{refused:?}");
+    assert_eq!(refused.get(103), Some("15"), "{refused:?}");
 
     let got = copies(&mut dc);
     let want = [
@@ -67,6 +73,7 @@ fn a_drop_copy_session_gets_exactly_its_accounts_reports_and_catches_up() {
         ("D1", "F"), // DEMO1's side of the trade only
         ("D1C", "4"),
         ("D3", "8"),
+        ("D7", "8"),
     ];
     let seen: Vec<_> = got.iter().map(summary).collect();
     assert_eq!(

@@ -1,5 +1,6 @@
 //! Commands: the sequenced inputs of the engine, as fixed-layout versioned binary records.
 
+use crate::reject::RejectReason;
 use crate::types::{
     AccountId, ClOrdId, OrdType, OrderId, Price, Qty, SessionId, Side, SymbolId, TimeInForce,
 };
@@ -175,6 +176,23 @@ layout!(OpenTrading { trading_day: u32 } == 4);
 pub struct CloseTrading {}
 layout!(CloseTrading {} == 0);
 
+/// An order the gateway refused before the engine (entitlement, rate limit, field values):
+/// journaled like any command so that the refusal is reported, drop-copied and stored like an
+/// engine reject. The engine only turns it into a Rejected event; nothing else changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// The order as the gateway understood it (zero where a value could not be read).
+    pub order: NewOrder,
+    /// Why it was refused.
+    pub reason: RejectReason,
+}
+layout!(
+    Refused {
+        order: NewOrder,
+        reason: RejectReason
+    } == 71
+);
+
 /// An input of the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -192,6 +210,8 @@ pub enum Command {
     OpenTrading(OpenTrading),
     /// Close trading.
     CloseTrading(CloseTrading),
+    /// An order refused by the gateway, to be reported as rejected.
+    Refuse(Refused),
 }
 
 const fn max(a: usize, b: usize) -> usize {
@@ -204,7 +224,7 @@ pub const MAX_COMMAND_LEN: usize = 2 + max(
         max(NewOrder::LEN, CancelOrder::LEN),
         max(ReplaceOrder::LEN, Transfer::LEN),
     ),
-    max(OpenTrading::LEN, CloseTrading::LEN),
+    max(max(OpenTrading::LEN, CloseTrading::LEN), Refused::LEN),
 );
 const _: () = assert!(MAX_COMMAND_LEN == 117);
 
@@ -218,6 +238,7 @@ impl Command {
             Command::Withdraw(_) => 5,
             Command::OpenTrading(_) => 6,
             Command::CloseTrading(_) => 7,
+            Command::Refuse(_) => 8,
         }
     }
 
@@ -230,6 +251,7 @@ impl Command {
             Command::Deposit(_) | Command::Withdraw(_) => Transfer::LEN,
             Command::OpenTrading(_) => OpenTrading::LEN,
             Command::CloseTrading(_) => CloseTrading::LEN,
+            Command::Refuse(_) => Refused::LEN,
         }
     }
 
@@ -247,6 +269,7 @@ impl Command {
             Command::Deposit(c) | Command::Withdraw(c) => c.write(&mut w),
             Command::OpenTrading(c) => c.write(&mut w),
             Command::CloseTrading(c) => c.write(&mut w),
+            Command::Refuse(c) => c.write(&mut w),
         }
         assert_eq!(w.position(), len);
         len
@@ -267,6 +290,7 @@ impl Command {
             5 => Command::Withdraw(Transfer::read(&mut r)?),
             6 => Command::OpenTrading(OpenTrading::read(&mut r)?),
             7 => Command::CloseTrading(CloseTrading::read(&mut r)?),
+            8 => Command::Refuse(Refused::read(&mut r)?),
             k => return Err(DecodeError::Kind(k)),
         };
         Ok((cmd, r.position()))

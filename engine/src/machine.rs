@@ -298,6 +298,7 @@ impl Engine {
             Command::Withdraw(t) => self.on_transfer(t, false, out),
             Command::OpenTrading(c) => self.on_open(c.trading_day, out),
             Command::CloseTrading(_) => self.on_close(out),
+            Command::Refuse(r) => self.reject_order(&r.order, r.reason, out),
         }
     }
 

@@ -200,6 +200,7 @@ impl Model {
             Command::Withdraw(t) => self.transfer(t, false, &mut out),
             Command::OpenTrading(o) => self.open_day(o.trading_day, &mut out),
             Command::CloseTrading(_) => self.close(&mut out),
+            Command::Refuse(r) => self.reject(&r.order, r.reason, &mut out),
         }
         out
     }
@@ -869,6 +870,22 @@ fn arb_command() -> impl Strategy<Value = Command> {
     let acct = 0u32..5;
     let ticks = prop_oneof![8 => -12i64..12, 1 => -150i64..150];
     let qty = prop_oneof![8 => 1u64..120, 1 => 0u64..500];
+    let refused = (acct.clone(), 0u16..150, 19u16..21).prop_map(|(a, c, r)| {
+        Command::Refuse(engine::command::Refused {
+            order: NewOrder {
+                session: SessionId(a % 4),
+                account: AccountId(a),
+                cl_ord_id: cl(c),
+                symbol: SymbolId(0),
+                side: Side::Buy,
+                ord_type: OrdType::Limit,
+                tif: TimeInForce::Day,
+                price: 0,
+                qty: 0,
+            },
+            reason: RejectReason::from_code(r).expect("a reason"),
+        })
+    });
     let new_order = (
         acct.clone(),
         0u16..150,
@@ -983,6 +1000,7 @@ fn arb_command() -> impl Strategy<Value = Command> {
         4 => transfer,
         1 => (1u32..4).prop_map(|d| Command::OpenTrading(OpenTrading { trading_day: d })),
         1 => Just(Command::CloseTrading(CloseTrading {})),
+        1 => refused,
     ]
 }
 

@@ -353,10 +353,11 @@ pub struct ComplianceLine {
 
 /// Reject reason codes of the risk checks that are limits.
 const LIMIT_CODES: &[i32] = &[7, 8, 9, 10, 13];
-/// Reject reason codes of the wallet checks.
-const WALLET_CODES: &[i32] = &[11, 12];
+/// Reject reason codes of the wallet checks, and of the gateway's entitlement and rate-limit
+/// checks (an attempt to trade for an account the session may not, or a flood).
+const WALLET_CODES: &[i32] = &[11, 12, 19, 20];
 
-/// Orders refused by the risk and wallet checks in the range.
+/// Orders refused by the risk, wallet, entitlement and rate-limit checks in the range.
 pub fn compliance(store: &mut dyn Store, range: Range) -> Result<Vec<ComplianceLine>, StoreError> {
     let f = Filter {
         exec_type: Some("rejected".into()),

@@ -141,7 +141,7 @@ fn check_reports(store: &mut dyn Store, f: &Flow) {
         .events
         .iter()
         .filter_map(|(_, _, e)| match e {
-            Event::Rejected(r) if [7, 8, 9, 10, 11, 12, 13].contains(&r.reason.code()) => {
+            Event::Rejected(r) if [7, 8, 9, 10, 11, 12, 13, 19, 20].contains(&r.reason.code()) => {
                 Some(r.cl_ord_id.as_str().into_owned())
             }
             _ => None,

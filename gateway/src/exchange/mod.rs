@@ -352,6 +352,7 @@ impl Exchange {
         let entry = OrderEntry::new(
             infos,
             symbols,
+            account_ids.iter().map(|(n, id)| (n.to_string(), *id)),
             tx.clone(),
             has_md.then(|| md_tx.clone()),
             config.exchange.max_orders_per_second,

@@ -2,14 +2,17 @@
 //! checked against the session's entitlements and rate limit, and normalized into binary
 //! engine commands.
 //!
-//! Everything refused here is answered at once (an ExecutionReport or OrderCancelReject with
-//! the reason); everything else goes to the engine thread, whose events produce the reports.
+//! A new order refused here goes to the engine as a `Refused` command when it names a known
+//! account and symbol, so the refusal is journaled, reported, drop-copied and stored like any
+//! reject; anything else refused here is answered at once (an ExecutionReport or
+//! OrderCancelReject with the reason). Everything accepted goes to the engine thread, whose
+//! events produce the reports.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Instant;
 
-use engine::command::{CancelOrder, NewOrder, ReplaceOrder};
+use engine::command::{CancelOrder, NewOrder, Refused, ReplaceOrder};
 use engine::config::decimal_to_units;
 use engine::types::{
     AccountId, ClOrdId, OrdType, OrderId, Price, Qty, SessionId, Side, SymbolId, TimeInForce,
@@ -88,6 +91,7 @@ impl SessionInfo {
 pub struct OrderEntry {
     sessions: HashMap<SessionKey, SessionInfo>,
     symbols: HashMap<Vec<u8>, SymbolId>,
+    accounts: HashMap<Vec<u8>, AccountId>,
     tx: SyncSender<Command>,
     md: Option<SyncSender<MdInput>>,
     rate: f64,
@@ -104,6 +108,7 @@ impl OrderEntry {
     pub fn new(
         sessions: HashMap<SessionKey, SessionInfo>,
         symbols: impl IntoIterator<Item = (String, SymbolId)>,
+        accounts: impl IntoIterator<Item = (String, AccountId)>,
         tx: SyncSender<Command>,
         md: Option<SyncSender<MdInput>>,
         rate: u32,
@@ -113,6 +118,10 @@ impl OrderEntry {
             symbols: symbols
                 .into_iter()
                 .map(|(s, id)| (s.into_bytes(), id))
+                .collect(),
+            accounts: accounts
+                .into_iter()
+                .map(|(a, id)| (a.into_bytes(), id))
                 .collect(),
             tx,
             md,
@@ -265,9 +274,77 @@ impl OrderEntry {
 
     /// Submits a NewOrderSingle given as fields (an HTTP order) for the session `key`, through
     /// the same entitlement, rate-limit and validation checks as a FIX order; the engine's
-    /// events answer it.
+    /// events answer it. A refusal is also journaled when it can be (see
+    /// [`OrderEntry::journal_refusal`]), so that it is stored and drop-copied.
     pub fn submit_new_order(&mut self, key: &SessionKey, fields: &FieldMap) -> Result<(), Refusal> {
-        self.new_order(key, fields)
+        let r = self.new_order(key, fields);
+        if let Err((reason, _)) = r {
+            self.journal_refusal(key, fields, reason);
+        }
+        r
+    }
+
+    /// Sends a refused new order to the engine as a [`Refused`] command, so that the refusal
+    /// is sequenced, journaled, reported, drop-copied and stored like an engine reject. Only
+    /// an order that names a known account and symbol with a readable ClOrdID, side, order
+    /// type and time in force can be; returns whether this one was (otherwise the caller
+    /// answers it directly). A full engine queue also leaves it to the caller.
+    fn journal_refusal(&self, key: &SessionKey, msg: &impl Fields, reason: RejectReason) -> bool {
+        if reason == RejectReason::CapacityExceeded {
+            return false;
+        }
+        let Some(s) = self.sessions.get(key) else {
+            return false;
+        };
+        let account = match msg.get(tag::ACCOUNT) {
+            Some(name) => self.accounts.get(name).copied(),
+            None if s.accounts.len() == 1 => Some(s.accounts[0].1),
+            None => None,
+        };
+        let symbol = msg
+            .get(tag::SYMBOL)
+            .and_then(|x| self.symbols.get(x))
+            .copied();
+        let ord_type = match msg.get(tag::ORD_TYPE) {
+            Some(b"1") => Some(OrdType::Market),
+            Some(b"2") => Some(OrdType::Limit),
+            _ => None,
+        };
+        let tif = match msg.get(tag::TIME_IN_FORCE) {
+            None | Some(b"0") => Some(TimeInForce::Day),
+            Some(b"1") => Some(TimeInForce::Gtc),
+            Some(b"3") => Some(TimeInForce::Ioc),
+            Some(b"4") => Some(TimeInForce::Fok),
+            Some(_) => None,
+        };
+        let (Some(account), Some(symbol), Some(ord_type), Some(tif), Ok(side), Ok(cl_ord_id)) = (
+            account,
+            symbol,
+            ord_type,
+            tif,
+            side(msg),
+            cl_ord_id(msg, tag::CL_ORD_ID),
+        ) else {
+            return false;
+        };
+        let order = NewOrder {
+            session: s.id,
+            account,
+            cl_ord_id,
+            symbol,
+            side,
+            ord_type,
+            tif,
+            price: if ord_type == OrdType::Limit {
+                price(msg).unwrap_or(0)
+            } else {
+                0
+            },
+            qty: qty(msg).unwrap_or(0),
+        };
+        self.tx
+            .try_send(Command::Refuse(Refused { order, reason }))
+            .is_ok()
     }
 
     fn cancel_or_replace(
@@ -429,7 +506,9 @@ impl Application for OrderEntry {
         }
         match msg.msg_type() {
             b"D" => {
-                if let Err((reason, text)) = self.new_order(key, msg) {
+                if let Err((reason, text)) = self.new_order(key, msg)
+                    && !self.journal_refusal(key, msg, reason)
+                {
                     let id = self.exec_id();
                     reply.push(gateway_reject(
                         &id,
