@@ -247,18 +247,10 @@ impl OrderEntry {
             OrdType::Limit => price(msg)?,
             OrdType::Market => 0,
         };
-        let tif = match msg.get(tag::TIME_IN_FORCE) {
-            None | Some(b"0") => TimeInForce::Day,
-            Some(b"1") => TimeInForce::Gtc,
-            Some(b"3") => TimeInForce::Ioc,
-            Some(b"4") => TimeInForce::Fok,
-            Some(_) => {
-                return Err((
-                    RejectReason::UnsupportedOrderType,
-                    "TimeInForce must be Day (0), GTC (1), IOC (3) or FOK (4)",
-                ));
-            }
-        };
+        let tif = time_in_force(msg).ok_or((
+            RejectReason::UnsupportedOrderType,
+            "TimeInForce must be Day (0), GTC (1), IOC (3) or FOK (4)",
+        ))?;
         self.send(Command::NewOrder(NewOrder {
             session,
             account,
@@ -310,13 +302,7 @@ impl OrderEntry {
             Some(b"2") => Some(OrdType::Limit),
             _ => None,
         };
-        let tif = match msg.get(tag::TIME_IN_FORCE) {
-            None | Some(b"0") => Some(TimeInForce::Day),
-            Some(b"1") => Some(TimeInForce::Gtc),
-            Some(b"3") => Some(TimeInForce::Ioc),
-            Some(b"4") => Some(TimeInForce::Fok),
-            Some(_) => None,
-        };
+        let tif = time_in_force(msg);
         let (Some(account), Some(symbol), Some(ord_type), Some(tif), Ok(side), Ok(cl_ord_id)) = (
             account,
             symbol,
@@ -422,6 +408,17 @@ fn cl_ord_id(msg: &impl Fields, t: Tag) -> Result<ClOrdId, Refusal> {
         return Err((RejectReason::InvalidClOrdId, "ClOrdID is required"));
     }
     Ok(id)
+}
+
+/// TimeInForce (59); Day when absent, `None` when not one this exchange supports.
+fn time_in_force(msg: &impl Fields) -> Option<TimeInForce> {
+    match msg.get(tag::TIME_IN_FORCE) {
+        None | Some(b"0") => Some(TimeInForce::Day),
+        Some(b"1") => Some(TimeInForce::Gtc),
+        Some(b"3") => Some(TimeInForce::Ioc),
+        Some(b"4") => Some(TimeInForce::Fok),
+        Some(_) => None,
+    }
 }
 
 fn side(msg: &impl Fields) -> Result<Side, Refusal> {
