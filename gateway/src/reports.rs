@@ -13,25 +13,8 @@ use crate::codec::Tag;
 use crate::session::Outgoing;
 use crate::time::format_utc_millis;
 
-/// The names the engine's dense ids stand for.
-#[derive(Clone, Debug, Default)]
-pub struct Names {
-    /// Account names by `AccountId`.
-    pub accounts: Vec<String>,
-    /// Ticker symbols by `SymbolId`.
-    pub symbols: Vec<String>,
-}
-
-impl Names {
-    fn account(&self, id: u32) -> &str {
-        self.accounts.get(id as usize).map_or("", String::as_str)
-    }
-    fn symbol(&self, id: u16) -> &str {
-        self.symbols
-            .get(usize::from(id))
-            .map_or("?", String::as_str)
-    }
-}
+/// The names the engine's dense ids stand for (shared with the reporting store).
+pub use reporting::Names;
 
 /// FIX tags the reports use.
 #[allow(missing_docs)]

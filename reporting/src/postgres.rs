@@ -10,7 +10,7 @@ use crate::rows::{CancelRejectRow, OrderEvent, Rows, TransferRow};
 use crate::schema::{
     CANCEL_REJECT_COLUMNS, MIGRATIONS, MIGRATIONS_TABLE, ORDER_EVENT_COLUMNS, TRANSFER_COLUMNS,
 };
-use crate::store::{Filter, Get, Row, Store, StoreError, Table, Value, ValueRef, after};
+use crate::store::{Filter, Get, Row, Store, StoreError, Table, ValueRef, after};
 
 /// A reporting store in a PostgreSQL database.
 pub struct PgStore {
@@ -152,13 +152,13 @@ impl PgStore {
         read: impl Fn(&postgres::Row) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
         let (sql, params) = f.select(table, |i| format!("${i}"))?;
-        let owned: Vec<Box<dyn ToSql + Sync>> = params
+        let owned: Vec<Box<dyn ToSql + Sync + '_>> = params
             .into_iter()
-            .map(|v| -> Box<dyn ToSql + Sync> {
+            .map(|v| -> Box<dyn ToSql + Sync + '_> {
                 match v {
-                    Value::Int(i) => Box::new(i),
-                    Value::Text(t) => Box::new(t),
-                    Value::Null => Box::new(Option::<i64>::None),
+                    ValueRef::Int(i) => Box::new(i),
+                    ValueRef::Text(t) => Box::new(t),
+                    ValueRef::Null => Box::new(Option::<i64>::None),
                 }
             })
             .collect();

@@ -16,14 +16,16 @@ pub struct Names {
 }
 
 impl Names {
-    fn account(&self, id: u32) -> String {
-        self.accounts.get(id as usize).cloned().unwrap_or_default()
+    /// An account's name ("" for an id without one).
+    pub fn account(&self, id: u32) -> &str {
+        self.accounts.get(id as usize).map_or("", String::as_str)
     }
-    fn symbol(&self, id: u16) -> String {
+
+    /// A symbol ("?" for an id without one).
+    pub fn symbol(&self, id: u16) -> &str {
         self.symbols
             .get(usize::from(id))
-            .cloned()
-            .unwrap_or_else(|| format!("#{id}"))
+            .map_or("?", String::as_str)
     }
 }
 
@@ -165,8 +167,8 @@ impl Rows {
             order_id: o.order_id.0,
             cl_ord_id: o.cl_ord_id.as_str().into_owned(),
             orig_cl_ord_id: String::new(),
-            account: names.account(o.account.0),
-            symbol: names.symbol(o.symbol.0),
+            account: names.account(o.account.0).into(),
+            symbol: names.symbol(o.symbol.0).into(),
             side: side(o.side).into(),
             ord_type: ord_type(o.ord_type).into(),
             tif: tif(o.tif).into(),
@@ -208,8 +210,8 @@ impl Rows {
                 order_id: 0,
                 cl_ord_id: e.cl_ord_id.as_str().into_owned(),
                 orig_cl_ord_id: String::new(),
-                account: names.account(e.account.0),
-                symbol: names.symbol(e.symbol.0),
+                account: names.account(e.account.0).into(),
+                symbol: names.symbol(e.symbol.0).into(),
                 side: side(e.side).into(),
                 ord_type: ord_type(e.ord_type).into(),
                 tif: tif(e.tif).into(),
@@ -241,8 +243,8 @@ impl Rows {
             Event::CancelRejected(e) => self.cancel_rejects.push(CancelRejectRow {
                 seq,
                 time_ns,
-                account: names.account(e.account.0),
-                symbol: names.symbol(e.symbol.0),
+                account: names.account(e.account.0).into(),
+                symbol: names.symbol(e.symbol.0).into(),
                 order_id: e.order_id.0,
                 cl_ord_id: e.cl_ord_id.as_str().into_owned(),
                 orig_cl_ord_id: e.orig_cl_ord_id.as_str().into_owned(),
@@ -253,10 +255,10 @@ impl Rows {
             Event::Transfer(t) => self.transfers.push(TransferRow {
                 seq,
                 time_ns,
-                account: names.account(t.account.0),
+                account: names.account(t.account.0).into(),
                 asset: match t.asset {
                     Asset::Cash => "cash".into(),
-                    Asset::Shares(s) => names.symbol(s.0),
+                    Asset::Shares(s) => names.symbol(s.0).into(),
                 },
                 amount: t.amount,
                 balance: t.balance,
@@ -287,8 +289,8 @@ fn fill_row(
         order_id: fill.order_id.0,
         cl_ord_id: fill.cl_ord_id.as_str().into_owned(),
         orig_cl_ord_id: String::new(),
-        account: names.account(fill.account.0),
-        symbol: names.symbol(symbol),
+        account: names.account(fill.account.0).into(),
+        symbol: names.symbol(symbol).into(),
         side: side(s).into(),
         ord_type: ord_type(fill.ord_type).into(),
         tif: tif(fill.tif).into(),

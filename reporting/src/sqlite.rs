@@ -9,21 +9,11 @@ use crate::rows::{CancelRejectRow, OrderEvent, Rows, TransferRow};
 use crate::schema::{
     CANCEL_REJECT_COLUMNS, MIGRATIONS, MIGRATIONS_TABLE, ORDER_EVENT_COLUMNS, TRANSFER_COLUMNS,
 };
-use crate::store::{Filter, Get, Row, Store, StoreError, Table, Value, ValueRef, after};
+use crate::store::{Filter, Get, Row, Store, StoreError, Table, ValueRef, after};
 
 /// A reporting store in one SQLite file.
 pub struct SqliteStore {
     conn: Connection,
-}
-
-impl ToSql for Value {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(match self {
-            Value::Int(i) => ToSqlOutput::Owned(SqlValue::Integer(*i)),
-            Value::Text(t) => ToSqlOutput::Borrowed(t.as_str().into()),
-            Value::Null => ToSqlOutput::Owned(SqlValue::Null),
-        })
-    }
 }
 
 impl ToSql for ValueRef<'_> {

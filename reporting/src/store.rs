@@ -21,59 +21,7 @@ pub enum StoreError {
     Invalid(String),
 }
 
-/// A SQL parameter or column value.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Value {
-    /// An integer.
-    Int(i64),
-    /// Text.
-    Text(String),
-    /// NULL.
-    Null,
-}
-
-impl From<i64> for Value {
-    fn from(v: i64) -> Value {
-        Value::Int(v)
-    }
-}
-impl From<u64> for Value {
-    fn from(v: u64) -> Value {
-        Value::Int(v as i64)
-    }
-}
-impl From<i32> for Value {
-    fn from(v: i32) -> Value {
-        Value::Int(i64::from(v))
-    }
-}
-impl From<bool> for Value {
-    fn from(v: bool) -> Value {
-        Value::Int(i64::from(v))
-    }
-}
-impl From<&str> for Value {
-    fn from(v: &str) -> Value {
-        Value::Text(v.into())
-    }
-}
-impl From<String> for Value {
-    fn from(v: String) -> Value {
-        Value::Text(v)
-    }
-}
-impl From<&String> for Value {
-    fn from(v: &String) -> Value {
-        Value::Text(v.clone())
-    }
-}
-impl<T: Into<Value> + Clone> From<&Option<T>> for Value {
-    fn from(v: &Option<T>) -> Value {
-        v.clone().map_or(Value::Null, Into::into)
-    }
-}
-
-/// A column value borrowed from a row, for writing it without copying.
+/// A column value or query parameter, borrowed from a row or filter (written without copying).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ValueRef<'a> {
     /// An integer.
@@ -318,14 +266,14 @@ impl Table {
 impl Filter {
     /// The SELECT for this filter on a table, with placeholders written by `ph` (1-based), and
     /// its parameters. Conditions a table has no column for are an error.
-    pub fn select(
-        &self,
+    pub fn select<'a>(
+        &'a self,
         table: Table,
         ph: impl Fn(usize) -> String,
-    ) -> Result<(String, Vec<Value>), StoreError> {
+    ) -> Result<(String, Vec<ValueRef<'a>>), StoreError> {
         let mut conds = Vec::new();
-        let mut params: Vec<Value> = Vec::new();
-        let mut add = |col: &str, op: &str, v: Value| {
+        let mut params: Vec<ValueRef<'_>> = Vec::new();
+        let mut add = |col: &str, op: &str, v: ValueRef<'a>| {
             params.push(v);
             conds.push(format!("{col} {op} {}", ph(params.len())));
         };

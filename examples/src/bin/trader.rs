@@ -124,50 +124,26 @@ fn execute(c: &mut Client, book: &mut Book, account: &str, cmd: Cmd) -> Result<S
             book.orders.push((cl.clone(), symbol, side));
             c.send("D", &f)
         }
-        Cmd::Cancel(orig) | Cmd::Replace(orig, ..) if !book.orders.iter().any(|o| o.0 == orig) => {
-            return Err(format!("no order {orig} sent in this session"));
-        }
-        Cmd::Cancel(orig) => {
-            let (_, symbol, side) = book
-                .orders
-                .iter()
-                .find(|o| o.0 == orig)
-                .cloned()
-                .unwrap_or_default();
-            c.send(
-                "F",
-                &[
-                    (11, cl.clone()),
-                    (41, orig),
-                    (1, account.into()),
-                    (55, symbol),
-                    (54, side.into()),
-                    (60, now()),
-                ],
-            )
-        }
-        Cmd::Replace(orig, qty, price) => {
-            let (_, symbol, side) = book
-                .orders
-                .iter()
-                .find(|o| o.0 == orig)
-                .cloned()
-                .unwrap_or_default();
-            book.orders.push((cl.clone(), symbol.clone(), side));
-            c.send(
-                "G",
-                &[
-                    (11, cl.clone()),
-                    (41, orig),
-                    (1, account.into()),
-                    (55, symbol),
-                    (54, side.into()),
-                    (60, now()),
-                    (38, qty.to_string()),
-                    (40, "2".into()),
-                    (44, price),
-                ],
-            )
+        Cmd::Cancel(ref orig) | Cmd::Replace(ref orig, ..) => {
+            let Some((_, symbol, side)) = book.orders.iter().find(|o| &o.0 == orig).cloned() else {
+                return Err(format!("no order {orig} sent in this session"));
+            };
+            let mut f = vec![
+                (11, cl.clone()),
+                (41, orig.clone()),
+                (1, account.into()),
+                (55, symbol.clone()),
+                (54, side.into()),
+                (60, now()),
+            ];
+            match cmd {
+                Cmd::Replace(_, qty, price) => {
+                    book.orders.push((cl.clone(), symbol, side));
+                    f.extend([(38, qty.to_string()), (40, "2".into()), (44, price)]);
+                    c.send("G", &f)
+                }
+                _ => c.send("F", &f),
+            }
         }
     };
     sent.map_err(|e| e.to_string())?;

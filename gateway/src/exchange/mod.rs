@@ -462,10 +462,7 @@ impl Exchange {
                 journal_dir: journal_dir(data),
                 database: database.clone(),
                 engine: engine_config.clone(),
-                names: reporting::Names {
-                    accounts: names.accounts.clone(),
-                    symbols: names.symbols.clone(),
-                },
+                names: names.clone(),
             };
             let (progress, stop) = (Arc::clone(&progress), Arc::clone(&reporting_stop));
             Some(

@@ -233,16 +233,10 @@ impl OrderEntry {
         let symbol = self.symbol(msg)?;
         let side = side(msg)?;
         let qty = qty(msg)?;
-        let ord_type = match msg.get(tag::ORD_TYPE) {
-            Some(b"1") => OrdType::Market,
-            Some(b"2") => OrdType::Limit,
-            _ => {
-                return Err((
-                    RejectReason::UnsupportedOrderType,
-                    "only market (1) and limit (2) orders are supported",
-                ));
-            }
-        };
+        let ord_type = order_type(msg).ok_or((
+            RejectReason::UnsupportedOrderType,
+            "only market (1) and limit (2) orders are supported",
+        ))?;
         let price = match ord_type {
             OrdType::Limit => price(msg)?,
             OrdType::Market => 0,
@@ -297,11 +291,7 @@ impl OrderEntry {
             .get(tag::SYMBOL)
             .and_then(|x| self.symbols.get(x))
             .copied();
-        let ord_type = match msg.get(tag::ORD_TYPE) {
-            Some(b"1") => Some(OrdType::Market),
-            Some(b"2") => Some(OrdType::Limit),
-            _ => None,
-        };
+        let ord_type = order_type(msg);
         let tif = time_in_force(msg);
         let (Some(account), Some(symbol), Some(ord_type), Some(tif), Ok(side), Ok(cl_ord_id)) = (
             account,
@@ -408,6 +398,15 @@ fn cl_ord_id(msg: &impl Fields, t: Tag) -> Result<ClOrdId, Refusal> {
         return Err((RejectReason::InvalidClOrdId, "ClOrdID is required"));
     }
     Ok(id)
+}
+
+/// OrdType (40): market or limit, `None` for anything else.
+fn order_type(msg: &impl Fields) -> Option<OrdType> {
+    match msg.get(tag::ORD_TYPE) {
+        Some(b"1") => Some(OrdType::Market),
+        Some(b"2") => Some(OrdType::Limit),
+        _ => None,
+    }
 }
 
 /// TimeInForce (59); Day when absent, `None` when not one this exchange supports.
