@@ -1,5 +1,5 @@
 //! Market-data publishing cost: sequenced events in, encoded MarketDataIncrementalRefresh (X)
-//! messages out, for 10 subscribers to 20 symbols (top 10 levels and trades).
+//! messages out, for 10 and 1,000 subscribers to 20 symbols (top 10 levels and trades).
 
 use std::hint::black_box;
 
@@ -10,7 +10,7 @@ use engine::{
     TimeInForce,
 };
 use gateway::codec::Encoder;
-use gateway::exchange::market_data::render;
+use gateway::exchange::market_data::Renderer;
 use marketdata::{Feed, FeedConfig, Out, Request, RequestKind};
 
 const SYMBOLS: u16 = 20;
@@ -99,14 +99,16 @@ fn publish(c: &mut Criterion) {
     let mut g = c.benchmark_group("market_data");
     g.throughput(Throughput::Elements(events as u64));
     g.sample_size(10);
-    // Publishing after every command (a feed that keeps up) and every 64 commands (behind).
-    for every in [1usize, 64] {
+    // Publishing after every command (a feed that keeps up) and every 64 commands (behind),
+    // to 10 subscribers and to 1,000.
+    for (subscribers, every) in [(10u32, 1usize), (10, 64), (1000, 64)] {
         let mut messages = 0usize;
-        g.bench_function(format!("events_to_encoded_X_flush_every_{every}"), |b| {
+        let name = format!("events_to_encoded_X_{subscribers}_subscribers_flush_every_{every}");
+        g.bench_function(name, |b| {
             b.iter(|| {
                 let mut feed = Feed::new(names.clone(), FeedConfig::default());
                 let mut out = Vec::new();
-                for sub in 0..10 {
+                for sub in 0..subscribers {
                     feed.request(
                         sub,
                         Request {
@@ -121,6 +123,7 @@ fn publish(c: &mut Criterion) {
                         &mut out,
                     );
                 }
+                let mut renderer = Renderer::default();
                 let mut enc = Encoder::new();
                 let mut bytes = 0usize;
                 messages = 0;
@@ -133,21 +136,27 @@ fn publish(c: &mut Criterion) {
                         feed.flush(&mut |_| true, &mut out);
                         for o in &out {
                             if let Out::Incremental { .. } = o {
-                                let (_, msg) = render(o, &feed);
+                                let (_, msg) = renderer.render(o, &feed);
                                 enc.start(&msg.msg_type);
                                 for (t, v) in &msg.fields {
                                     enc.field(*t, v);
+                                }
+                                for piece in &msg.encoded {
+                                    enc.encoded(piece);
                                 }
                                 bytes += enc.finish(b"FIX.4.4").len();
                                 messages += 1;
                             }
                         }
+                        renderer.clear();
                     }
                 }
                 black_box(bytes)
             })
         });
-        eprintln!("flush every {every}: {events} events -> {messages} X messages per iteration");
+        eprintln!(
+            "{subscribers} subscribers, flush every {every}: {events} events -> {messages} X messages per iteration"
+        );
     }
     g.finish();
 }

@@ -169,6 +169,8 @@ impl<A: Application + Send + 'static> Acceptor<A> {
     }
 
     async fn connection(self: Arc<Self>, mut sock: TcpStream) {
+        // The slot's lock and the application's are taken for every message: no await may
+        // happen while they are held.
         let _ = sock.set_nodelay(true);
         let id = self
             .next_conn
@@ -207,6 +209,7 @@ impl<A: Application + Send + 'static> Acceptor<A> {
                             let Some(s) = self.identify(raw) else {
                                 break 'conn;
                             };
+                            pre_authenticate(&s, raw).await;
                             let mut st = s.lock();
                             if st.conn.is_some() {
                                 tracing::info!(session = %st.session.key(), "session already connected; closing the new connection");
@@ -271,4 +274,20 @@ impl<A: Application + Send + 'static> Acceptor<A> {
             }
         }
     }
+}
+
+/// Checks a Logon's credentials on a blocking thread, outside every lock: a password hash
+/// costs tens of milliseconds, which on an async worker (or under the application's lock)
+/// would stall every other session. The session's own check then finds the answer
+/// remembered (see [`crate::auth::CredentialCheck`]).
+async fn pre_authenticate(slot: &Slot, logon: &[u8]) {
+    let Some(auth) = slot.lock().session.settings().authenticator.clone() else {
+        return;
+    };
+    let Ok(msg) = Message::parse(logon) else {
+        return;
+    };
+    let user = msg.get_str(tags::USERNAME).unwrap_or("").to_string();
+    let pass = msg.get_str(tags::PASSWORD).unwrap_or("").to_string();
+    let _ = tokio::task::spawn_blocking(move || auth(&user, &pass)).await;
 }

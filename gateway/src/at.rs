@@ -39,10 +39,7 @@ fn echo(msg: &Message) -> Outgoing {
         })
         .map(|f| (f.tag, f.value.to_vec()))
         .collect();
-    Outgoing {
-        msg_type: msg.msg_type().to_vec(),
-        fields,
-    }
+    Outgoing::new(msg.msg_type(), fields)
 }
 
 impl Application for AtApplication {

@@ -6,6 +6,53 @@
 use pbkdf2::pbkdf2_hmac;
 use sha2::Sha256;
 
+/// A session's credential check that remembers its latest answers, so that a logon checked
+/// ahead of time (off the event loop, see the acceptor) is not hashed a second time under the
+/// session's lock. Answers are keyed by SHA-256 of the salt and the password, never the
+/// password itself.
+pub struct CredentialCheck {
+    user: String,
+    hash: PasswordHash,
+    recent: std::sync::Mutex<Vec<([u8; 32], bool)>>,
+}
+
+/// Answers a [`CredentialCheck`] remembers.
+const REMEMBERED: usize = 8;
+
+impl CredentialCheck {
+    /// A check of `user` against a password hash.
+    pub fn new(user: String, hash: PasswordHash) -> CredentialCheck {
+        CredentialCheck {
+            user,
+            hash,
+            recent: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether the username and password are right.
+    pub fn verify(&self, user: &str, password: &str) -> bool {
+        use sha2::Digest;
+        if user != self.user {
+            return false;
+        }
+        let mut d = Sha256::new();
+        d.update(&self.hash.salt);
+        d.update(password.as_bytes());
+        let key: [u8; 32] = d.finalize().into();
+        let recent = || self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, ok)) = recent().iter().find(|(k, _)| *k == key) {
+            return *ok;
+        }
+        let ok = self.hash.verify(password);
+        let mut r = recent();
+        if r.len() == REMEMBERED {
+            r.remove(0);
+        }
+        r.push((key, ok));
+        ok
+    }
+}
+
 /// Rounds used for new hashes.
 pub const DEFAULT_ROUNDS: u32 = 100_000;
 
@@ -142,6 +189,24 @@ mod tests {
         assert!(!h.verify("k-124"));
         assert!(ApiKeyHash::parse("sha256$00").is_err());
         assert!(ApiKeyHash::parse("k-123").is_err());
+    }
+
+    /// Remembered answers are the real ones, for right and wrong passwords alike, and a
+    /// password that was never checked (or was forgotten) is hashed again.
+    #[test]
+    fn credential_checks_remember_their_answers() {
+        let c = CredentialCheck::new("alice".into(), PasswordHash::new("pw", b"salt", 100));
+        for _ in 0..2 {
+            assert!(c.verify("alice", "pw"));
+            assert!(!c.verify("alice", "pw2"));
+            assert!(!c.verify("bob", "pw"));
+        }
+        for i in 0..REMEMBERED {
+            assert!(!c.verify("alice", &format!("wrong{i}")));
+        }
+        assert!(c.recent.lock().unwrap().iter().all(|(_, ok)| !ok));
+        assert!(c.verify("alice", "pw"), "forgotten, hashed again");
+        assert!(!c.verify("alice", ""));
     }
 
     #[test]

@@ -451,6 +451,12 @@ impl Encoder {
         self
     }
 
+    /// Appends fields already encoded as `tag=value<SOH>`...
+    pub fn encoded(&mut self, fields: &[u8]) -> &mut Self {
+        self.body.extend_from_slice(fields);
+        self
+    }
+
     /// Appends a text field.
     pub fn str(&mut self, tag: Tag, value: &str) -> &mut Self {
         self.field(tag, value.as_bytes())

@@ -83,15 +83,27 @@ pub fn resolve_dictionary_paths(sessions: &mut [SessionConfig], base: &Path) {
     }
 }
 
+/// How far ahead a session that keeps no messages writes its sender sequence number.
+pub const SENDER_BLOCK: u64 = 1024;
+
 impl AcceptorConfig {
     /// Opens the on-disk store of a session, in its own directory under `FileStorePath`.
-    pub fn open_store(&self, key: &SessionKey) -> Result<crate::store::FileStore, ConfigError> {
+    pub fn open_store(
+        &self,
+        settings: &SessionSettings,
+    ) -> Result<crate::store::FileStore, ConfigError> {
+        let key = &settings.key;
         let dir = self.store_path.join(format!(
             "{}-{}-{}",
             key.begin_string, key.sender_comp_id, key.target_comp_id
         ));
-        crate::store::FileStore::open(&dir, self.store_sync)
-            .map_err(|e| ConfigError::Invalid(format!("opening {}: {e}", dir.display())))
+        let store = crate::store::FileStore::open(&dir, self.store_sync)
+            .map_err(|e| ConfigError::Invalid(format!("opening {}: {e}", dir.display())))?;
+        Ok(if settings.persist_messages {
+            store
+        } else {
+            store.with_sender_block(SENDER_BLOCK)
+        })
     }
 }
 
@@ -318,8 +330,8 @@ impl GatewayConfig {
                 let user = s.username.clone().unwrap_or_default();
                 let hash = crate::auth::PasswordHash::parse(hash)
                     .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
-                let check: Authenticator =
-                    Arc::new(move |u: &str, p: &str| u == user && hash.verify(p));
+                let check = crate::auth::CredentialCheck::new(user, hash);
+                let check: Authenticator = Arc::new(move |u: &str, p: &str| check.verify(u, p));
                 settings.authenticator = Some(check);
             }
             out.push(ResolvedSession {

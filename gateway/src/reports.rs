@@ -262,10 +262,7 @@ pub fn render(event: &Event, timestamp_ns: i64, names: &Names, out: &mut Vec<Rep
 }
 
 fn outgoing(msg_type: &[u8], f: Fields) -> Outgoing {
-    Outgoing {
-        msg_type: msg_type.to_vec(),
-        fields: f.0,
-    }
+    Outgoing::new(msg_type, f.0)
 }
 
 fn order_report(

@@ -117,6 +117,20 @@ pub struct Outgoing {
     pub msg_type: Vec<u8>,
     /// Fields in order.
     pub fields: Vec<(Tag, Vec<u8>)>,
+    /// Body fields already encoded (`tag=value<SOH>`...), written after `fields`: pieces shared
+    /// by many messages, such as a market-data update sent to every subscriber of a view.
+    pub encoded: Vec<Arc<[u8]>>,
+}
+
+impl Outgoing {
+    /// A message of `msg_type` with these fields.
+    pub fn new(msg_type: &[u8], fields: Vec<(Tag, Vec<u8>)>) -> Outgoing {
+        Outgoing {
+            msg_type: msg_type.to_vec(),
+            fields,
+            encoded: Vec::new(),
+        }
+    }
 }
 
 /// Why the application refused a message.
@@ -295,6 +309,18 @@ impl Session {
         header: &[(Tag, &[u8])],
         body: &[(Tag, &[u8])],
     ) {
+        self.send_encoded(now, msg_type, seq, header, body, &[]);
+    }
+
+    fn send_encoded(
+        &mut self,
+        now: Millis,
+        msg_type: &[u8],
+        seq: Option<u64>,
+        header: &[(Tag, &[u8])],
+        body: &[(Tag, &[u8])],
+        encoded: &[Arc<[u8]>],
+    ) {
         let n = seq.unwrap_or_else(|| self.store.next_sender());
         let s = &self.settings.key;
         self.enc
@@ -308,6 +334,9 @@ impl Session {
         }
         for (t, v) in body {
             self.enc.field(*t, v);
+        }
+        for piece in encoded {
+            self.enc.encoded(piece);
         }
         let bytes = self.enc.finish(s.begin_string.as_bytes()).to_vec();
         if seq.is_none() {
@@ -348,7 +377,7 @@ impl Session {
             .map(|(t, v)| (*t, v.as_slice()))
             .collect();
         let body: Vec<(Tag, &[u8])> = body.into_iter().map(|(t, v)| (*t, v.as_slice())).collect();
-        self.send_raw(now, &msg.msg_type, None, &header, &body);
+        self.send_encoded(now, &msg.msg_type, None, &header, &body, &msg.encoded);
     }
 
     fn generate_logon(&mut self, now: Millis, heart_bt_int: &[u8]) {

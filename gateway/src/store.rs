@@ -1,7 +1,8 @@
 //! Session stores: sequence numbers and sent messages, in memory or on disk.
 //!
-//! The file store keeps, per session, a `seqnums` file (replaced atomically on every change)
-//! and an append-only `messages` log of `[seq u64][len u32][bytes][crc32 u32]` records. Writes
+//! The file store keeps, per session, a `seqnums` file (rewritten in place on every change, or
+//! for the sender number ahead in blocks, see [`FileStore::with_sender_block`]) and an
+//! append-only `messages` log of `[seq u64][len u32][bytes][crc32 u32]` records. Writes
 //! go straight to the kernel, so they survive a kill -9 of the process; `fsync` makes them
 //! survive a power loss too, at a cost per message. On open, a torn record at the tail (a crash
 //! in the middle of a write) is cut off; the index of the log is rebuilt in memory.
@@ -92,6 +93,10 @@ pub struct FileStore {
     end: u64,
     fsync: bool,
     seqnums: File,
+    /// Sender numbers are written this far ahead (0: exactly), see [`FileStore::with_sender_block`].
+    sender_block: u64,
+    /// The sender number the file holds: at least `sender`.
+    sender_written: u64,
 }
 
 const RECORD_OVERHEAD: u64 = 8 + 4 + 4;
@@ -167,9 +172,21 @@ impl FileStore {
             end: pos as u64,
             fsync,
             seqnums,
+            sender_block: 0,
+            sender_written: sender,
         };
         store.write_seqnums()?;
         Ok(store)
+    }
+
+    /// Writes the sender sequence number ahead in blocks of `block` instead of at every
+    /// message, for sessions that keep no messages (market data), where a write per message
+    /// would be most of the cost of sending it. A kill -9 then resumes at the end of the
+    /// block: a gap the counterparty's ResendRequest turns into a gap fill, never a number
+    /// used twice. Dropping the store writes the exact number.
+    pub fn with_sender_block(mut self, block: u64) -> FileStore {
+        self.sender_block = block;
+        self
     }
 
     /// Rewrites the sequence numbers in place: one fixed-width write of less than a disk
@@ -177,7 +194,7 @@ impl FileStore {
     /// per message).
     fn write_seqnums(&self) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
-        let text = format!("{:020} {:020}\n", self.sender, self.target);
+        let text = format!("{:020} {:020}\n", self.sender_written, self.target);
         self.seqnums.write_all_at(text.as_bytes(), 0)?;
         if self.fsync {
             self.seqnums.sync_data()?;
@@ -195,7 +212,13 @@ impl MessageStore for FileStore {
     }
     fn set_next_sender(&mut self, n: u64) -> io::Result<()> {
         self.sender = n;
-        self.write_seqnums()
+        // The message just stored under n - 1 tells as much on open: one write per message.
+        let logged = self.index.keys().next_back().is_some_and(|&s| s + 1 == n);
+        if !logged && (self.sender_block == 0 || n > self.sender_written) {
+            self.sender_written = n + self.sender_block;
+            self.write_seqnums()?;
+        }
+        Ok(())
     }
     fn set_next_target(&mut self, n: u64) -> io::Result<()> {
         self.target = n;
@@ -237,8 +260,18 @@ impl MessageStore for FileStore {
         self.index.clear();
         self.end = 0;
         self.sender = 1;
+        self.sender_written = 1;
         self.target = 1;
         self.write_seqnums()
+    }
+}
+
+impl Drop for FileStore {
+    fn drop(&mut self) {
+        if self.sender_written != self.sender {
+            self.sender_written = self.sender;
+            let _ = self.write_seqnums();
+        }
     }
 }
 
@@ -299,16 +332,53 @@ mod tests {
             vec![(1, b"one".to_vec()), (2, b"two".to_vec())]
         );
         s.save(3, b"three").unwrap();
-        drop(s);
+        s.set_next_sender(4).unwrap();
+        std::mem::forget(s);
         let mut s = FileStore::open(&dir, false).unwrap();
+        assert_eq!(s.next_sender(), 4);
         assert_eq!(
             s.range(2, 3).unwrap(),
             vec![(2, b"two".to_vec()), (3, b"three".to_vec())]
         );
+        // A jump no stored message accounts for (a SequenceReset) is written at once.
+        s.set_next_sender(10).unwrap();
+        std::mem::forget(s);
+        let mut s = FileStore::open(&dir, false).unwrap();
+        assert_eq!(s.next_sender(), 10);
         s.reset().unwrap();
         assert_eq!((s.next_sender(), s.next_target()), (1, 1));
         assert!(s.range(1, 10).unwrap().is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A store writing its sender number ahead never resumes below a number it handed out:
+    /// after a crash (the store is never dropped) it resumes within a block above it, after a
+    /// clean close exactly at it; resets and target numbers are written at once.
+    #[test]
+    fn a_sender_block_never_reuses_a_number() {
+        let dir = tmp("block");
+        let open = || FileStore::open(&dir, false).unwrap().with_sender_block(16);
+        let mut s = open();
+        for n in 2..=40 {
+            s.set_next_sender(n).unwrap();
+        }
+        s.set_next_target(7).unwrap();
+        std::mem::forget(s);
+        let mut s = open();
+        assert!(
+            (40..=40 + 16).contains(&s.next_sender()),
+            "{}",
+            s.next_sender()
+        );
+        assert_eq!(s.next_target(), 7);
+        s.set_next_sender(100).unwrap();
+        drop(s);
+        let mut s = open();
+        assert_eq!(s.next_sender(), 100);
+        s.reset().unwrap();
+        std::mem::forget(s);
+        let s = open();
+        assert_eq!((s.next_sender(), s.next_target()), (1, 1));
     }
 
     #[test]

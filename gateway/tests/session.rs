@@ -100,9 +100,9 @@ fn logon(
 }
 
 fn report(id: &str) -> Outgoing {
-    Outgoing {
-        msg_type: b"8".to_vec(),
-        fields: vec![
+    Outgoing::new(
+        b"8",
+        vec![
             (37, b"1".to_vec()),
             (17, id.as_bytes().to_vec()),
             (150, b"0".to_vec()),
@@ -113,7 +113,7 @@ fn report(id: &str) -> Outgoing {
             (14, b"0".to_vec()),
             (6, b"0".to_vec()),
         ],
-    }
+    )
 }
 
 #[test]

@@ -222,8 +222,9 @@ pub enum Out {
         subscriber: SubscriberId,
         /// MDReqID.
         req_id: Arc<str>,
-        /// Entries, each naming its instrument.
-        entries: Vec<Entry>,
+        /// Updates of one instrument each, in order; the same update goes to every
+        /// subscription of its view, so it is rendered once however many receive it.
+        updates: Vec<Update>,
     },
     /// MarketDataRequestReject (Y).
     Reject {
@@ -247,6 +248,21 @@ pub enum Out {
     },
 }
 
+/// The entries of one instrument's view published in one flush (at most
+/// [`FeedConfig::max_entries`]), shared by every subscription of that view.
+pub type Update = Arc<[Entry]>;
+
+impl Out {
+    /// The entries of a snapshot or an incremental refresh, in order.
+    pub fn entries(&self) -> Vec<&Entry> {
+        match self {
+            Out::Snapshot { entries, .. } => entries.iter().collect(),
+            Out::Incremental { updates, .. } => updates.iter().flat_map(|u| u.iter()).collect(),
+            Out::Reject { .. } | Out::Status { .. } => Vec::new(),
+        }
+    }
+}
+
 /// A trade as market data keeps it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tick {
@@ -258,6 +274,23 @@ pub struct Tick {
     pub time: i64,
     /// Side of the aggressor.
     pub aggressor: Side,
+}
+
+impl Tick {
+    /// The trade as a new market-data entry (RptSeq not yet assigned).
+    fn entry(&self, symbol: SymbolId) -> Entry {
+        Entry {
+            action: Action::New,
+            kind: EntryKind::Trade,
+            symbol,
+            order_id: None,
+            price: Some(self.price),
+            size: Some(self.qty),
+            orders: None,
+            time: self.time,
+            rpt_seq: 0,
+        }
+    }
 }
 
 /// Session statistics of one instrument.
@@ -381,6 +414,23 @@ impl Changes {
     }
 }
 
+/// What a subscription publishes of an instrument: subscriptions asking for the same view
+/// receive the same updates with the same RptSeq.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ViewKey {
+    depth: u32,
+    orders: bool,
+    types: u16,
+}
+
+/// A view of one instrument that has subscribers, and the RptSeq of its last entry.
+#[derive(Debug)]
+struct Publication {
+    key: ViewKey,
+    users: u32,
+    rpt_seq: u64,
+}
+
 #[derive(Debug)]
 struct Instrument {
     book: OrderBook,
@@ -389,18 +439,27 @@ struct Instrument {
     trades: VecDeque<Tick>,
     candles: CandleSeries,
     views: Vec<View>,
+    pubs: Vec<Publication>,
     changes: Changes,
     subs: Vec<usize>,
+}
+
+impl Instrument {
+    /// RptSeq of the last update of a view (0 when nobody subscribes to it yet).
+    fn rpt_seq(&self, key: ViewKey) -> u64 {
+        self.pubs
+            .iter()
+            .find(|p| p.key == key)
+            .map_or(0, |p| p.rpt_seq)
+    }
 }
 
 #[derive(Debug)]
 struct Subscription {
     subscriber: SubscriberId,
     req_id: Arc<str>,
-    depth: u32,
-    orders: bool,
-    types: u16,
-    symbols: Vec<(SymbolId, u64)>,
+    key: ViewKey,
+    symbols: Vec<SymbolId>,
     stale: bool,
 }
 
@@ -435,6 +494,7 @@ impl Feed {
                 trades: VecDeque::with_capacity(config.last_trades),
                 candles: CandleSeries::new(config.rings),
                 views: Vec::new(),
+                pubs: Vec::new(),
                 changes: Changes::default(),
                 subs: Vec::new(),
             })
@@ -732,11 +792,15 @@ impl Feed {
         let Some(s) = self.subs[i].take() else {
             return;
         };
-        for (sym, _) in &s.symbols {
+        for sym in &s.symbols {
             let ins = &mut self.instruments[usize::from(sym.0)];
             ins.subs.retain(|&j| j != i);
-            if s.depth > 0 && !s.orders {
-                if let Some(v) = ins.views.iter_mut().find(|v| v.depth == s.depth) {
+            if let Some(p) = ins.pubs.iter_mut().find(|p| p.key == s.key) {
+                p.users -= 1;
+            }
+            ins.pubs.retain(|p| p.users > 0);
+            if s.key.depth > 0 && !s.key.orders {
+                if let Some(v) = ins.views.iter_mut().find(|v| v.depth == s.key.depth) {
                     v.users -= 1;
                 }
                 ins.views.retain(|v| v.users > 0);
@@ -848,17 +912,20 @@ impl Feed {
                 });
             }
         };
-        let sub = Subscription {
-            subscriber,
-            req_id: Arc::from(r.req_id.as_str()),
+        let key = ViewKey {
             depth: r.depth,
             orders: !r.aggregated,
             types,
-            symbols: syms.iter().map(|s| (*s, 0)).collect(),
+        };
+        let sub = Subscription {
+            subscriber,
+            req_id: Arc::from(r.req_id.as_str()),
+            key,
+            symbols: syms.clone(),
             stale: false,
         };
         for s in &syms {
-            out.push(self.snapshot(&sub, *s, 0));
+            out.push(self.snapshot(&sub, *s));
         }
         if r.kind == RequestKind::Snapshot {
             return;
@@ -873,13 +940,21 @@ impl Feed {
         for s in &syms {
             let ins = &mut self.instruments[usize::from(s.0)];
             ins.subs.push(i);
-            if sub.depth > 0 && !sub.orders {
-                match ins.views.iter_mut().find(|v| v.depth == sub.depth) {
+            match ins.pubs.iter_mut().find(|p| p.key == key) {
+                Some(p) => p.users += 1,
+                None => ins.pubs.push(Publication {
+                    key,
+                    users: 1,
+                    rpt_seq: 0,
+                }),
+            }
+            if key.depth > 0 && !key.orders {
+                match ins.views.iter_mut().find(|v| v.depth == key.depth) {
                     Some(v) => v.users += 1,
                     None => {
-                        let n = sub.depth as usize;
+                        let n = key.depth as usize;
                         ins.views.push(View {
-                            depth: sub.depth,
+                            depth: key.depth,
                             users: 1,
                             bids: ins.book.top(Side::Buy, n),
                             asks: ins.book.top(Side::Sell, n),
@@ -891,8 +966,14 @@ impl Feed {
         self.subs[i] = Some(sub);
     }
 
-    fn snapshot(&self, sub: &Subscription, sym: SymbolId, rpt_seq: u64) -> Out {
+    fn snapshot(&self, sub: &Subscription, sym: SymbolId) -> Out {
         let ins = &self.instruments[usize::from(sym.0)];
+        let rpt_seq = ins.rpt_seq(sub.key);
+        let ViewKey {
+            depth,
+            orders,
+            types,
+        } = sub.key;
         let mut entries = Vec::new();
         let e = |kind, price, size, orders, id, time| Entry {
             action: Action::New,
@@ -907,33 +988,29 @@ impl Feed {
         };
         for side in [Side::Buy, Side::Sell] {
             let kind = EntryKind::of_side(side);
-            if sub.types & kind.bit() == 0 {
+            if types & kind.bit() == 0 {
                 continue;
             }
-            if sub.orders {
+            if orders {
                 for o in ins.book.orders(side) {
                     entries.push(e(kind, Some(o.price), Some(o.qty), None, Some(o.id), 0));
                 }
             } else {
-                for l in ins.book.top(side, sub.depth as usize) {
+                for l in ins.book.top(side, depth as usize) {
                     entries.push(e(kind, Some(l.price), Some(l.qty), Some(l.orders), None, 0));
                 }
             }
         }
-        if sub.types & EntryKind::Trade.bit() != 0
+        if types & EntryKind::Trade.bit() != 0
             && let Some(t) = ins.trades.back()
         {
-            entries.push(e(
-                EntryKind::Trade,
-                Some(t.price),
-                Some(t.qty),
-                None,
-                None,
-                t.time,
-            ));
+            entries.push(Entry {
+                rpt_seq,
+                ..t.entry(sym)
+            });
         }
         for (k, p, q) in ins.stats.values() {
-            if sub.types & k.bit() != 0 {
+            if types & k.bit() != 0 {
                 entries.push(e(k, p, q, None, None, 0));
             }
         }
@@ -950,6 +1027,9 @@ impl Feed {
 
     /// Publishes every change since the last flush. `ready` tells whether a subscriber can take
     /// more now; one that cannot is skipped (conflated) and gets fresh snapshots once it can.
+    ///
+    /// Each view of an instrument is built once per flush and shared by its subscriptions, so
+    /// a flush costs per distinct view plus a pointer per subscription.
     pub fn flush(&mut self, ready: &mut dyn FnMut(SubscriberId) -> bool, out: &mut Vec<Out>) {
         self.settle();
         if std::mem::take(&mut self.status_changed) {
@@ -963,93 +1043,40 @@ impl Feed {
                 });
             }
         }
-        let mut pending: FxHashMap<usize, Vec<Entry>> = FxHashMap::default();
+        let mut pending: FxHashMap<usize, Vec<Update>> = FxHashMap::default();
         let mut order: Vec<usize> = Vec::new();
         // Asking costs a lock on the subscriber's session: once per subscriber and flush.
         let mut readiness: FxHashMap<SubscriberId, bool> = FxHashMap::default();
+        let max = self.config.max_entries.max(1);
         for sym in std::mem::take(&mut self.dirty) {
             if self.instruments[usize::from(sym.0)].subs.is_empty() {
                 // Nobody to tell: a later subscriber starts from a snapshot.
                 self.instruments[usize::from(sym.0)].changes.clear();
                 continue;
             }
-            let (full, views, orders, trades, stats) = self.diff(sym);
-            let ins = &self.instruments[usize::from(sym.0)];
+            let diff = self.diff(sym);
+            let time = self.last_time;
+            let ins = &mut self.instruments[usize::from(sym.0)];
+            let updates: Vec<(ViewKey, Vec<Update>)> = ins
+                .pubs
+                .iter_mut()
+                .map(|p| {
+                    let mut entries = diff.entries(sym, p.key, time);
+                    for e in &mut entries {
+                        p.rpt_seq += 1;
+                        e.rpt_seq = p.rpt_seq;
+                    }
+                    (p.key, entries.chunks(max).map(Update::from).collect())
+                })
+                .collect();
             for &si in &ins.subs {
                 let Some(sub) = self.subs[si].as_mut() else {
                     continue;
                 };
-                if sub.stale {
+                let Some((_, mine)) = updates.iter().find(|(k, _)| *k == sub.key) else {
                     continue;
-                }
-                let mut entries = Vec::new();
-                let e = |action, kind, price, size, orders, id, time| Entry {
-                    action,
-                    kind,
-                    symbol: sym,
-                    order_id: id,
-                    price,
-                    size,
-                    orders,
-                    time,
-                    rpt_seq: 0,
                 };
-                if sub.orders {
-                    for d in &orders {
-                        let kind = EntryKind::of_side(d.side);
-                        if sub.types & kind.bit() != 0 {
-                            let size = (d.action != Action::Delete).then_some(d.qty);
-                            entries.push(e(
-                                d.action,
-                                kind,
-                                Some(d.price),
-                                size,
-                                None,
-                                Some(d.id),
-                                0,
-                            ));
-                        }
-                    }
-                } else {
-                    let diffs = if sub.depth == 0 {
-                        &full
-                    } else {
-                        match views.iter().find(|(d, _)| *d == sub.depth) {
-                            Some((_, v)) => v,
-                            None => &full,
-                        }
-                    };
-                    for d in diffs {
-                        let kind = EntryKind::of_side(d.side);
-                        if sub.types & kind.bit() != 0 {
-                            let (size, n) = if d.action == Action::Delete {
-                                (None, None)
-                            } else {
-                                (Some(d.level.qty), Some(d.level.orders))
-                            };
-                            entries.push(e(d.action, kind, Some(d.level.price), size, n, None, 0));
-                        }
-                    }
-                }
-                if sub.types & EntryKind::Trade.bit() != 0 {
-                    for t in &trades {
-                        entries.push(e(
-                            Action::New,
-                            EntryKind::Trade,
-                            Some(t.price),
-                            Some(t.qty),
-                            None,
-                            None,
-                            t.time,
-                        ));
-                    }
-                }
-                for (action, k, p, q) in &stats {
-                    if sub.types & k.bit() != 0 {
-                        entries.push(e(*action, *k, *p, *q, None, None, self.last_time));
-                    }
-                }
-                if entries.is_empty() {
+                if sub.stale || mine.is_empty() {
                     continue;
                 }
                 if !*readiness
@@ -1060,35 +1087,41 @@ impl Feed {
                     pending.remove(&si);
                     continue;
                 }
-                let seq = &mut sub
-                    .symbols
-                    .iter_mut()
-                    .find(|(s, _)| *s == sym)
-                    .expect("subscribed")
-                    .1;
-                for en in &mut entries {
-                    *seq += 1;
-                    en.rpt_seq = *seq;
-                }
-                let p = pending.entry(si).or_insert_with(|| {
-                    order.push(si);
-                    Vec::new()
-                });
-                p.extend(entries);
+                pending
+                    .entry(si)
+                    .or_insert_with(|| {
+                        order.push(si);
+                        Vec::new()
+                    })
+                    .extend(mine.iter().cloned());
             }
         }
         for si in order {
-            let Some(entries) = pending.remove(&si) else {
+            let Some(updates) = pending.remove(&si) else {
                 continue;
             };
             let Some(sub) = self.subs[si].as_ref() else {
                 continue;
             };
-            for chunk in entries.chunks(self.config.max_entries.max(1)) {
+            let mut message: Vec<Update> = Vec::new();
+            let mut n = 0;
+            for u in updates {
+                if n + u.len() > max && !message.is_empty() {
+                    out.push(Out::Incremental {
+                        subscriber: sub.subscriber,
+                        req_id: Arc::clone(&sub.req_id),
+                        updates: std::mem::take(&mut message),
+                    });
+                    n = 0;
+                }
+                n += u.len();
+                message.push(u);
+            }
+            if !message.is_empty() {
                 out.push(Out::Incremental {
                     subscriber: sub.subscriber,
                     req_id: Arc::clone(&sub.req_id),
-                    entries: chunk.to_vec(),
+                    updates: message,
                 });
             }
         }
@@ -1108,8 +1141,8 @@ impl Feed {
             if !sub.stale || !ready(sub.subscriber) {
                 continue;
             }
-            for (sym, seq) in &sub.symbols {
-                out.push(self.snapshot(sub, *sym, *seq));
+            for sym in &sub.symbols {
+                out.push(self.snapshot(sub, *sym));
             }
             if let Some(s) = self.subs[i].as_mut() {
                 s.stale = false;
@@ -1118,17 +1151,7 @@ impl Feed {
     }
 
     /// The changes of one instrument since the last flush, and the views brought up to date.
-    #[allow(clippy::type_complexity)]
-    fn diff(
-        &mut self,
-        sym: SymbolId,
-    ) -> (
-        Vec<LevelDiff>,
-        Vec<(u32, Vec<LevelDiff>)>,
-        Vec<OrderDiff>,
-        Vec<Tick>,
-        Vec<(Action, EntryKind, Option<Price>, Option<Qty>)>,
-    ) {
+    fn diff(&mut self, sym: SymbolId) -> Diff {
         let ins = &mut self.instruments[usize::from(sym.0)];
         let ch = &ins.changes;
         let mut full = Vec::new();
@@ -1197,7 +1220,76 @@ impl Feed {
         let orders = std::mem::take(&mut ins.changes.orders);
         let trades = std::mem::take(&mut ins.changes.trades);
         ins.changes.clear();
-        (full, views, orders, trades, stats)
+        Diff {
+            full,
+            views,
+            orders,
+            trades,
+            stats,
+        }
+    }
+}
+
+/// One instrument's changes since the last flush, as every view needs them.
+struct Diff {
+    /// Level changes of the full book.
+    full: Vec<LevelDiff>,
+    /// Level changes of each depth-limited view, by depth.
+    views: Vec<(u32, Vec<LevelDiff>)>,
+    orders: Vec<OrderDiff>,
+    trades: Vec<Tick>,
+    stats: Vec<(Action, EntryKind, Option<Price>, Option<Qty>)>,
+}
+
+impl Diff {
+    /// The entries a view publishes of these changes, RptSeq not yet assigned.
+    fn entries(&self, symbol: SymbolId, key: ViewKey, time: i64) -> Vec<Entry> {
+        let mut entries = Vec::new();
+        let e = |action, kind, price, size, orders, id, time| Entry {
+            action,
+            kind,
+            symbol,
+            order_id: id,
+            price,
+            size,
+            orders,
+            time,
+            rpt_seq: 0,
+        };
+        if key.orders {
+            for d in &self.orders {
+                let kind = EntryKind::of_side(d.side);
+                if key.types & kind.bit() != 0 {
+                    let size = (d.action != Action::Delete).then_some(d.qty);
+                    entries.push(e(d.action, kind, Some(d.price), size, None, Some(d.id), 0));
+                }
+            }
+        } else {
+            let diffs = match self.views.iter().find(|(d, _)| *d == key.depth) {
+                Some((_, v)) if key.depth > 0 => v,
+                _ => &self.full,
+            };
+            for d in diffs {
+                let kind = EntryKind::of_side(d.side);
+                if key.types & kind.bit() != 0 {
+                    let (size, n) = if d.action == Action::Delete {
+                        (None, None)
+                    } else {
+                        (Some(d.level.qty), Some(d.level.orders))
+                    };
+                    entries.push(e(d.action, kind, Some(d.level.price), size, n, None, 0));
+                }
+            }
+        }
+        if key.types & EntryKind::Trade.bit() != 0 {
+            entries.extend(self.trades.iter().map(|t| t.entry(symbol)));
+        }
+        for (action, k, p, q) in &self.stats {
+            if key.types & k.bit() != 0 {
+                entries.push(e(*action, *k, *p, *q, None, None, time));
+            }
+        }
+        entries
     }
 }
 
@@ -1344,10 +1436,8 @@ mod tests {
         run(&mut engine, &mut feed, order(5000, Side::Buy, -2));
         out.clear();
         feed.flush(&mut |_| true, &mut out);
-        let Out::Incremental { entries, .. } = &out[0] else {
-            panic!("{out:?}")
-        };
-        for e in entries {
+        assert!(matches!(out[0], Out::Incremental { .. }), "{out:?}");
+        for e in out[0].entries() {
             replica.update(e).expect("no gap");
         }
         assert_eq!(replica.levels(Side::Buy), levels(&engine, Side::Buy));

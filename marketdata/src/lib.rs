@@ -3,7 +3,8 @@
 //! [`feed::Feed`] consumes events (never the engine's internals) and keeps, per instrument, the
 //! book (L1, L2 and L3), the last trades, the session statistics and candlesticks at 1m, 5m, 1h
 //! and 1d; it answers MarketDataRequests with snapshots and publishes incremental updates, with
-//! a per-subscription RptSeq and conflation of subscribers that cannot keep up. It does no IO:
+//! a RptSeq per instrument and view (the subscriptions asking for the same entries share
+//! their updates) and conflation of subscribers that cannot keep up. It does no IO:
 //! the gateway renders its output as FIX, and [`archive::Archive`] keeps candles that no longer
 //! fit in memory.
 

@@ -14,7 +14,7 @@ struct Echo;
 impl Application for Echo {
     fn on_app_message(&mut self, _: &SessionKey, m: &Message<'_>, reply: &mut Vec<Outgoing>) -> Result<(), AppReject> {
         if m.msg_type() == b"D" {
-            reply.push(Outgoing { msg_type: b"8".to_vec(), fields: vec![(37, b"1".to_vec())] });
+            reply.push(Outgoing::new(b"8", vec![(37, b"1".to_vec())]));
             Ok(())
         } else {
             Err(AppReject::UnsupportedMessageType)

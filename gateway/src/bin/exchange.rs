@@ -445,7 +445,7 @@ async fn run_exchange(args: RunArgs) -> anyhow::Result<()> {
 async fn run_at(config: GatewayConfig) -> anyhow::Result<()> {
     let mut sessions = Vec::new();
     for s in config.resolve()? {
-        let store = config.acceptor.open_store(&s.settings.key)?;
+        let store = config.acceptor.open_store(&s.settings)?;
         sessions.push(Session::new(s.settings, s.dictionaries, Box::new(store)));
     }
     let acceptor = Acceptor::new(sessions, Arc::new(Mutex::new(AtApplication::default())));

@@ -159,9 +159,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let waiting = Instant::now();
     while md_ready.load(Ordering::Relaxed) < u64::from(args.md_sessions) {
-        if waiting.elapsed() > Duration::from_secs(300) || md_tasks.iter().any(|t| t.is_finished())
-        {
-            bail!("market-data sessions did not all subscribe");
+        if let Some(i) = md_tasks.iter().position(|t| t.is_finished()) {
+            let why = match md_tasks.swap_remove(i).await {
+                Ok(Err(e)) => e.to_string(),
+                other => format!("{other:?}"),
+            };
+            bail!("a market-data session did not subscribe: {why}");
+        }
+        if waiting.elapsed() > Duration::from_secs(300) {
+            bail!("market-data sessions did not all subscribe within 300 s");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -522,7 +528,8 @@ async fn logon(args: &Args, name: &str) -> anyhow::Result<Halves> {
     let mut buf = Vec::with_capacity(1 << 16);
     loop {
         let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(30), rd.read(&mut chunk))
+        // A thousand subscribers logging on at once wait for each other's password checks.
+        let n = tokio::time::timeout(Duration::from_secs(120), rd.read(&mut chunk))
             .await
             .with_context(|| format!("{name}: no logon answer"))??;
         if n == 0 {

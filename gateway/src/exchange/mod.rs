@@ -296,7 +296,7 @@ impl Exchange {
         let gateway = config.gateway();
         for (i, s) in gateway.resolve()?.into_iter().enumerate() {
             let k = s.settings.key.clone();
-            let store = gateway.acceptor.open_store(&k)?;
+            let store = gateway.acceptor.open_store(&s.settings)?;
             let accounts = s
                 .config
                 .accounts
