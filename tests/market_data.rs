@@ -486,3 +486,100 @@ fn http_order_book_and_candles() {
         assert!(err.contains(says), "{path}: {err}");
     }
 }
+
+/// A subscriber that stops reading is conflated, never waited on: the order flow goes on at
+/// full pace; once the subscriber reads again it finds, after the updates that were already
+/// on their way, an unsolicited fresh snapshot whose RptSeq skips what it missed, and the
+/// updates that follow continue from that snapshot.
+#[test]
+fn a_subscriber_that_stops_reading_is_conflated_to_a_fresh_snapshot() {
+    let ex = start_exchange(&temp_dir("md-slow"), None);
+    let mut m = md(ex.port);
+    m.expect("h");
+    request(&mut m, "SLOW", "1", 0, &["0", "1"], &["MSFT"]);
+    assert_eq!(m.expect("W").req(83), "0");
+    m.shrink_receive_buffer(4096);
+
+    // Far more updates than the socket buffers hold (each X is about 150 bytes), sent while
+    // the subscriber reads nothing; every order is acknowledged all the same.
+    let mut c1 = client1(ex.port);
+    const PAIRS: usize = 5000;
+    const BATCH: usize = 250;
+    for b in 0..PAIRS / BATCH {
+        let ids: Vec<usize> = (b * BATCH..(b + 1) * BATCH).collect();
+        for i in &ids {
+            let px = format!("390.{:02}", i % 100);
+            c1.limit(&format!("N{i}"), "DEMO1", "MSFT", 1, 1, &px);
+        }
+        for _ in &ids {
+            assert_eq!(c1.expect("8").req(150), "0");
+        }
+        for i in &ids {
+            c1.send(
+                "F",
+                &[
+                    (11, format!("C{i}")),
+                    (41, format!("N{i}")),
+                    (1, "DEMO1".into()),
+                    (55, "MSFT".into()),
+                    (54, "1".into()),
+                    (60, "20261125-10:00:00.000".into()),
+                ],
+            );
+        }
+        for _ in &ids {
+            assert_eq!(c1.expect("8").req(150), "4");
+        }
+    }
+
+    // Reading again: updates, then a snapshot nobody asked for, then updates in sequence.
+    let mut last_seq = 0u64;
+    let mut snapshot: Option<(u64, u64)> = None;
+    let mut updates = 0;
+    while let Some(msg) = m.recv(Duration::from_secs(3)) {
+        match msg.msg_type.as_str() {
+            "X" => {
+                updates += 1;
+                for (_, _, _, _, seq) in entries(&msg) {
+                    let seq: u64 = seq.parse().expect("RptSeq");
+                    if snapshot.is_some() {
+                        assert_eq!(seq, last_seq + 1, "updates after the snapshot skip none");
+                    }
+                    last_seq = seq;
+                }
+            }
+            "W" if snapshot.is_none() => {
+                assert_eq!((msg.req(262), msg.req(55)), ("SLOW", "MSFT"));
+                let seq: u64 = msg.req(83).parse().expect("RptSeq");
+                assert!(seq > last_seq, "the snapshot skips what was missed");
+                assert!(
+                    entries(&msg).is_empty(),
+                    "every order was canceled: {msg:?}"
+                );
+                snapshot = Some((last_seq, seq));
+                last_seq = seq;
+            }
+            other => panic!("unexpected {other}: {msg:?}"),
+        }
+    }
+    let Some((before, at)) = snapshot else {
+        panic!(
+            "no fresh snapshot once the subscriber read again ({updates} updates, last RptSeq {last_seq})"
+        );
+    };
+    assert!(
+        updates < 2 * PAIRS,
+        "{updates} updates for {} book changes",
+        2 * PAIRS
+    );
+    assert!(at - before > 1, "updates were skipped: {before} -> {at}");
+
+    // The subscription lives on from the snapshot.
+    c1.limit("LAST", "DEMO1", "MSFT", 1, 7, "391");
+    c1.expect("8");
+    let x = m.expect("X");
+    assert_eq!(
+        entries(&x),
+        [e("0", "0", "391", "7", &(last_seq + 1).to_string())]
+    );
+}

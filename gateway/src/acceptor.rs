@@ -210,6 +210,13 @@ impl<A: Application + Send + 'static> Acceptor<A> {
                                 break 'conn;
                             };
                             pre_authenticate(&s, raw).await;
+                            let sndbuf = s.lock().session.settings().send_buffer;
+                            if let Some(n) = sndbuf
+                                && let Err(e) =
+                                    socket2::SockRef::from(&sock).set_send_buffer_size(n)
+                            {
+                                tracing::warn!(error = %e, "cannot size the send buffer");
+                            }
                             let mut st = s.lock();
                             if st.conn.is_some() {
                                 tracing::info!(session = %st.session.key(), "session already connected; closing the new connection");

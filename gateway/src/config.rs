@@ -163,7 +163,14 @@ pub struct SessionConfig {
     /// Keep sent messages for resend; default true except on market-data sessions.
     #[serde(rename = "PersistMessages", default)]
     pub persist_messages: Option<bool>,
+    /// Kernel send buffer of the session's connections, bytes; default 65536 on market-data
+    /// sessions, the system's default on the others.
+    #[serde(rename = "SendBufferSize", default)]
+    pub send_buffer_size: Option<usize>,
 }
+
+/// Kernel send buffer of a market-data connection unless configured.
+pub const MARKET_DATA_SEND_BUFFER: usize = 64 * 1024;
 
 /// What a session is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -321,6 +328,9 @@ impl GatewayConfig {
             let role = s.role()?;
             let mut settings = SessionSettings::new(key);
             settings.persist_messages = s.persist_messages.unwrap_or(role != Role::MarketData);
+            settings.send_buffer = s
+                .send_buffer_size
+                .or((role == Role::MarketData).then_some(MARKET_DATA_SEND_BUFFER));
             settings.reset_on_logon = s.reset_on_logon;
             settings.default_appl_ver_id = s.default_appl_ver_id.clone();
             settings.min_heartbeat_secs = s.heartbeat_min;

@@ -69,6 +69,11 @@ pub struct SessionSettings {
     /// only sequence numbers are stored and a ResendRequest is answered with a gap fill: right
     /// for market data, which is stale by the time it could be resent.
     pub persist_messages: bool,
+    /// Kernel send buffer (SO_SNDBUF) of the session's connections; `None` keeps the system's.
+    /// Small for market data: a subscriber that stops reading then shows in the session's own
+    /// queue at once, where it is conflated, instead of seconds of stale updates waiting in
+    /// the kernel.
+    pub send_buffer: Option<usize>,
 }
 
 impl SessionSettings {
@@ -86,6 +91,7 @@ impl SessionSettings {
             logout_timeout_ms: 2_000,
             max_outbound_queue: 10_000,
             persist_messages: true,
+            send_buffer: None,
         }
     }
 }

@@ -463,6 +463,14 @@ impl FixClient {
         }
     }
 
+    /// Shrinks the connection's kernel receive buffer: a reader that stops reading then
+    /// pushes back on the exchange after a few kilobytes.
+    pub fn shrink_receive_buffer(&self, bytes: usize) {
+        socket2::SockRef::from(&self.conn.sock)
+            .set_recv_buffer_size(bytes)
+            .expect("SO_RCVBUF");
+    }
+
     /// Sends an application or session message with these body fields.
     pub fn send(&mut self, msg_type: &str, fields: &[(i32, String)]) {
         let now = gateway::time::format_utc_millis(gateway::time::now_millis());

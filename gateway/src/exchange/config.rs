@@ -259,6 +259,7 @@ impl ExchangeConfig {
                     accounts: if trades { vec![name] } else { Vec::new() },
                     role: g.role.clone(),
                     persist_messages: None,
+                    send_buffer_size: None,
                 });
             }
         }
