@@ -6,6 +6,8 @@
 //! short-held mutex so that other tasks (the engine's execution reports) can send through it;
 //! the connection task is woken to write. Outbound messages wait in the session's bounded queue:
 //! a counterparty that does not read is disconnected, and recovers by resend at its next logon.
+//! Connections of background sessions (market data) move, once their Logon names them, to a
+//! runtime of their own whose threads run below the order flow's priority.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -49,6 +51,8 @@ pub struct Acceptor<A: Application + Send + 'static> {
     app: Arc<Mutex<A>>,
     next_conn: std::sync::atomic::AtomicU64,
     shutdown: watch::Sender<bool>,
+    /// Where the connections of background sessions run, when set.
+    background: std::sync::OnceLock<tokio::runtime::Handle>,
 }
 
 impl<A: Application + Send + 'static> Acceptor<A> {
@@ -74,7 +78,14 @@ impl<A: Application + Send + 'static> Acceptor<A> {
             app,
             next_conn: 0.into(),
             shutdown,
+            background: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Serves the connections of background sessions (see
+    /// [`crate::session::SessionSettings::background`]) on this runtime from now on.
+    pub fn set_background(&self, runtime: tokio::runtime::Handle) {
+        let _ = self.background.set(runtime);
     }
 
     /// The application.
@@ -117,7 +128,7 @@ impl<A: Application + Send + 'static> Acceptor<A> {
                     Ok((sock, peer)) => {
                         tracing::debug!(%peer, "connection");
                         let me = Arc::clone(&self);
-                        tokio::spawn(async move { me.connection(sock).await });
+                        tokio::spawn(async move { me.connection(sock, Vec::new(), false).await });
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -168,7 +179,18 @@ impl<A: Application + Send + 'static> Acceptor<A> {
         slot.cloned()
     }
 
-    async fn connection(self: Arc<Self>, mut sock: TcpStream) {
+    /// Serves a connection moved to the background runtime (boxed: the future names itself).
+    fn moved(
+        self: Arc<Self>,
+        sock: TcpStream,
+        buf: Vec<u8>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(self.connection(sock, buf, true))
+    }
+
+    /// Serves a connection; `buf` holds what was read of it before (on another runtime, when
+    /// `moved`).
+    async fn connection(self: Arc<Self>, mut sock: TcpStream, mut buf: Vec<u8>, moved: bool) {
         // The slot's lock and the application's are taken for every message: no await may
         // happen while they are held.
         let _ = sock.set_nodelay(true);
@@ -177,24 +199,28 @@ impl<A: Application + Send + 'static> Acceptor<A> {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let notify = Arc::new(Notify::new());
         let mut slot: Option<Arc<Slot>> = None;
-        let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+        let mut handed_over = moved && !buf.is_empty();
+        buf.reserve(16 * 1024);
         let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let started = now_millis();
         'conn: loop {
             let mut read_buf = [0u8; 16 * 1024];
-            tokio::select! {
-                r = sock.read(&mut read_buf) => match r {
-                    Ok(0) | Err(_) => break 'conn,
-                    Ok(n) => buf.extend_from_slice(&read_buf[..n]),
-                },
-                _ = notify.notified() => {}
-                _ = tick.tick() => {
-                    match &slot {
-                        Some(s) => s.lock().session.on_timer(now_millis()),
-                        None if now_millis() - started > 10_000 => break 'conn,
-                        None => {}
+            // Bytes handed over with the connection are handled before reading more.
+            if !std::mem::take(&mut handed_over) {
+                tokio::select! {
+                    r = sock.read(&mut read_buf) => match r {
+                        Ok(0) | Err(_) => break 'conn,
+                        Ok(n) => buf.extend_from_slice(&read_buf[..n]),
+                    },
+                    _ = notify.notified() => {}
+                    _ = tick.tick() => {
+                        match &slot {
+                            Some(s) => s.lock().session.on_timer(now_millis()),
+                            None if now_millis() - started > 10_000 => break 'conn,
+                            None => {}
+                        }
                     }
                 }
             }
@@ -209,6 +235,28 @@ impl<A: Application + Send + 'static> Acceptor<A> {
                             let Some(s) = self.identify(raw) else {
                                 break 'conn;
                             };
+                            let background = s.lock().session.settings().background;
+                            if let (false, true, Some(rt)) =
+                                (moved, background, self.background.get())
+                            {
+                                // The Logon and what follows it are handled there.
+                                let rest = buf.split_off(consumed);
+                                let me = Arc::clone(&self);
+                                match sock.into_std() {
+                                    Ok(std) => {
+                                        rt.spawn(async move {
+                                            match TcpStream::from_std(std) {
+                                                Ok(sock) => me.moved(sock, rest).await,
+                                                Err(e) => tracing::warn!(error = %e, "cannot move a connection"),
+                                            }
+                                        });
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "cannot move a connection")
+                                    }
+                                }
+                                return;
+                            }
                             pre_authenticate(&s, raw).await;
                             let sndbuf = s.lock().session.settings().send_buffer;
                             if let Some(n) = sndbuf

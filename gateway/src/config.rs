@@ -328,6 +328,7 @@ impl GatewayConfig {
             let role = s.role()?;
             let mut settings = SessionSettings::new(key);
             settings.persist_messages = s.persist_messages.unwrap_or(role != Role::MarketData);
+            settings.background = role == Role::MarketData;
             settings.send_buffer = s
                 .send_buffer_size
                 .or((role == Role::MarketData).then_some(MARKET_DATA_SEND_BUFFER));

@@ -74,6 +74,10 @@ pub struct SessionSettings {
     /// queue at once, where it is conflated, instead of seconds of stale updates waiting in
     /// the kernel.
     pub send_buffer: Option<usize>,
+    /// Serve the session's connections on the acceptor's background runtime, when it has one:
+    /// threads of lower priority, so that writing to a thousand market-data subscribers
+    /// never holds up order entry.
+    pub background: bool,
 }
 
 impl SessionSettings {
@@ -92,6 +96,7 @@ impl SessionSettings {
             max_outbound_queue: 10_000,
             persist_messages: true,
             send_buffer: None,
+            background: false,
         }
     }
 }

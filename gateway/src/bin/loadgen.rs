@@ -46,6 +46,9 @@ struct Args {
     /// Session name prefix.
     #[arg(long, default_value = "LOAD")]
     prefix: String,
+    /// Number of the first session (another load generator may use the ones before it).
+    #[arg(long, default_value_t = 1)]
+    first_session: u32,
     /// Password of the sessions.
     #[arg(long, default_value = "load")]
     password: String,
@@ -179,7 +182,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let start = Instant::now() + Duration::from_millis(500);
-    for i in 1..=args.sessions {
+    for i in args.first_session..args.first_session + args.sessions {
         let (args, symbols, counters, hists) = (
             args.clone(),
             symbols.clone(),

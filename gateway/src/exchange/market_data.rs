@@ -340,13 +340,14 @@ pub fn run(
     }
 }
 
-/// Nice value of the market-data thread.
+/// Nice value of the market-data threads.
 const NICE: i32 = 10;
 
-/// Lets the trading flow go first: the market-data thread runs at a lower priority, so when
-/// the CPUs are busy it publishes less often (in larger, merged rounds) instead of delaying
-/// orders.
-fn lower_priority() {
+/// Lets the trading flow go first: the market-data threads (the publisher and the one writing
+/// to subscribers' connections) run at a lower priority, so when the CPUs are busy they
+/// publish less often, in larger merged rounds, and conflate slow readers, instead of
+/// delaying orders.
+pub fn lower_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: a plain system call on the calling thread (who 0) with valid arguments.
     unsafe {

@@ -91,6 +91,8 @@ pub struct Exchange {
     pub database: String,
     reporting_thread: Option<JoinHandle<()>>,
     reporting_stop: Arc<AtomicBool>,
+    /// Where market-data connections run: one thread below the order flow's priority.
+    md_io: Option<tokio::runtime::Runtime>,
 }
 
 /// The last sequence id whose reports reached the session stores.
@@ -359,6 +361,19 @@ impl Exchange {
         );
         let order_entry = Arc::new(Mutex::new(entry));
         let acceptor = Acceptor::new(sessions, Arc::clone(&order_entry));
+        let md_io = if has_md {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("md-io")
+                .on_thread_start(market_data::lower_priority)
+                .enable_all()
+                .build()
+                .context("starting the market-data connections' runtime")?;
+            acceptor.set_background(rt.handle().clone());
+            Some(rt)
+        } else {
+            None
+        };
         let waiters = Arc::new(Waiters::default());
         let routes = Routes {
             keys: keys.clone(),
@@ -523,6 +538,7 @@ impl Exchange {
             database,
             reporting_thread,
             reporting_stop,
+            md_io,
         })
     }
 
@@ -548,6 +564,10 @@ impl Exchange {
         self.reporting_stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.reporting_thread.take() {
             let _ = t.join();
+        }
+        // Without waiting: stop may run on an async thread, where a runtime cannot be dropped.
+        if let Some(rt) = self.md_io.take() {
+            rt.shutdown_background();
         }
     }
 }
