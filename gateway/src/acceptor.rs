@@ -235,6 +235,11 @@ impl<A: Application + Send + 'static> Acceptor<A> {
                             let Some(s) = self.identify(raw) else {
                                 break 'conn;
                             };
+                            // Before any move: the background runtime's threads run at a
+                            // low priority, and a password check is CPU-bound.
+                            if !moved {
+                                pre_authenticate(&s, raw).await;
+                            }
                             let background = s.lock().session.settings().background;
                             if let (false, true, Some(rt)) =
                                 (moved, background, self.background.get())
@@ -257,7 +262,6 @@ impl<A: Application + Send + 'static> Acceptor<A> {
                                 }
                                 return;
                             }
-                            pre_authenticate(&s, raw).await;
                             let sndbuf = s.lock().session.settings().send_buffer;
                             if let Some(n) = sndbuf
                                 && let Err(e) =
@@ -318,7 +322,8 @@ impl<A: Application + Send + 'static> Acceptor<A> {
                 break 'conn;
             }
         }
-        let _ = sock.shutdown().await;
+        // The session is free before the socket closes: a counterparty that sees the close
+        // and reconnects at once must not find it still taken.
         if let Some(s) = slot {
             let mut st = s.lock();
             if st.conn.as_ref().is_some_and(|(c, _)| *c == id) {
@@ -328,6 +333,7 @@ impl<A: Application + Send + 'static> Acceptor<A> {
                 tracing::info!(session = %st.session.key(), "disconnected");
             }
         }
+        let _ = sock.shutdown().await;
     }
 }
 
