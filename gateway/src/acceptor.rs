@@ -106,10 +106,12 @@ impl<A: Application + Send + 'static> Acceptor<A> {
         true
     }
 
-    /// Messages waiting to be written on a logged-on session; `None` when it is not logged on.
+    /// Bytes waiting to be written on a logged-on session; `None` when it is not logged on.
     pub fn backlog(&self, key: &SessionKey) -> Option<usize> {
         let st = self.slots.get(key)?.lock();
-        st.session.is_logged_on().then(|| st.session.pending())
+        st.session
+            .is_logged_on()
+            .then(|| st.session.pending_bytes())
     }
 
     /// Whether a session is logged on.

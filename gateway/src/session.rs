@@ -209,6 +209,8 @@ pub struct Session {
     store: Box<dyn MessageStore>,
     c: Conn,
     out: VecDeque<Output>,
+    /// Bytes of the `Send` outputs in `out`.
+    out_bytes: usize,
     enc: Encoder,
 }
 
@@ -232,6 +234,7 @@ impl Session {
             store,
             c: Conn::default(),
             out: VecDeque::new(),
+            out_bytes: 0,
             enc: Encoder::new(),
         }
     }
@@ -268,12 +271,21 @@ impl Session {
 
     /// Takes the next output.
     pub fn poll(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        let o = self.out.pop_front();
+        if let Some(Output::Send(b)) = &o {
+            self.out_bytes -= b.len();
+        }
+        o
     }
 
     /// Number of outputs waiting.
     pub fn pending(&self) -> usize {
         self.out.len()
+    }
+
+    /// Bytes of the messages waiting to be written.
+    pub fn pending_bytes(&self) -> usize {
+        self.out_bytes
     }
 
     /// A connection was attached to this session.
@@ -291,6 +303,7 @@ impl Session {
         let was_logged_on = self.is_logged_on();
         self.c = Conn::default();
         self.out.clear();
+        self.out_bytes = 0;
         if was_logged_on {
             app.on_logout(&self.settings.key);
         }
@@ -368,10 +381,12 @@ impl Session {
 
     fn push_send(&mut self, now: Millis, bytes: Vec<u8>) {
         self.c.last_sent = now;
+        self.out_bytes += bytes.len();
         self.out.push_back(Output::Send(bytes));
         if self.out.len() > self.settings.max_outbound_queue {
             tracing::warn!(session = %self.settings.key, queued = self.out.len(), "slow consumer: disconnecting");
             self.out.clear();
+            self.out_bytes = 0;
             self.disconnect();
         }
     }

@@ -3,7 +3,7 @@
 //!
 //! The thread takes everything waiting in its queue in one round and publishes once per
 //! round: when it falls behind, updates merge instead of queueing. A subscriber whose session
-//! has more than [`CONFLATE_AT`] messages waiting is skipped and receives fresh snapshots once
+//! has more than [`CONFLATE_AT`] bytes waiting is skipped and receives fresh snapshots once
 //! it has drained, so one slow reader costs neither memory nor time of the others.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,8 +24,9 @@ use crate::reports::fmt_price;
 use crate::session::{Outgoing, SessionKey};
 use crate::time::format_utc_millis;
 
-/// Messages waiting in a subscriber's session beyond which its updates are conflated.
-pub const CONFLATE_AT: usize = 256;
+/// Bytes waiting in a subscriber's session beyond which its updates are conflated: bytes, not
+/// messages, because a publisher that falls behind sends fewer, larger messages.
+pub const CONFLATE_AT: usize = 64 * 1024;
 
 /// FIX tags of market data.
 #[allow(missing_docs)]
