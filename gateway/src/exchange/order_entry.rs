@@ -260,8 +260,8 @@ impl OrderEntry {
 
     /// Submits a NewOrderSingle given as fields (an HTTP order) for the session `key`, through
     /// the same entitlement, rate-limit and validation checks as a FIX order; the engine's
-    /// events answer it. A refusal is also journaled when it can be (see
-    /// [`OrderEntry::journal_refusal`]), so that it is stored and drop-copied.
+    /// events answer it. A refusal is also journaled when it names a known account and
+    /// symbol, so that it is stored and drop-copied.
     pub fn submit_new_order(&mut self, key: &SessionKey, fields: &FieldMap) -> Result<(), Refusal> {
         let r = self.new_order(key, fields);
         if let Err((reason, _)) = r {
