@@ -109,17 +109,7 @@ fn acknowledged_orders_survive_kill_9_under_load() {
     let mut c =
         FixClient::logon(ex.port, "FIX.4.4", "CLIENT1", "client1", "demo1", true).expect("logon");
     for (i, cl) in acked.iter().enumerate() {
-        c.send(
-            "F",
-            &[
-                (11, format!("X{i}")),
-                (41, cl.clone()),
-                (1, "DEMO1".into()),
-                (55, "AAPL".into()),
-                (54, "1".into()),
-                (60, "20261124-10:00:00.000".into()),
-            ],
-        );
+        c.cancel(&format!("X{i}"), cl, "DEMO1", "AAPL", 1);
         let m = c
             .recv(Duration::from_secs(10))
             .unwrap_or_else(|| panic!("no answer to the cancel of {cl}"));

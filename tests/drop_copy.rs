@@ -43,17 +43,7 @@ fn a_drop_copy_session_gets_exactly_its_accounts_reports_and_catches_up() {
     c2.expect("8");
     c2.expect("8");
     c1.expect("8");
-    c1.send(
-        "F",
-        &[
-            (11, "D1C".into()),
-            (41, "D1".into()),
-            (1, "DEMO1".into()),
-            (55, "AAPL".into()),
-            (54, "2".into()),
-            (60, "20261124-10:00:01.000".into()),
-        ],
-    );
+    c1.cancel("D1C", "D1", "DEMO1", "AAPL", 2);
     c1.expect("8");
     c1.limit("D3", "DEMO1", "AAPL", 1, 900_000, "190.00");
     let reject = c1.expect("8");

@@ -109,17 +109,7 @@ fn two_sessions_trade_with_partial_fills_cancel_and_replace() {
     );
     assert_eq!(rep.req(37), order_id, "a replace keeps the OrderID");
 
-    c1.send(
-        "F",
-        &[
-            (11, "S1C".into()),
-            (41, "S1R".into()),
-            (1, "DEMO1".into()),
-            (55, "AAPL".into()),
-            (54, "2".into()),
-            (60, "20261124-10:00:01.000".into()),
-        ],
-    );
+    c1.cancel("S1C", "S1R", "DEMO1", "AAPL", 2);
     let cxl = er(&mut c1);
     assert_fields(
         &cxl,
@@ -134,17 +124,7 @@ fn two_sessions_trade_with_partial_fills_cancel_and_replace() {
     );
 
     // Cancelling it again: OrderCancelReject, too late.
-    c1.send(
-        "F",
-        &[
-            (11, "S1C2".into()),
-            (41, "S1R".into()),
-            (1, "DEMO1".into()),
-            (55, "AAPL".into()),
-            (54, "2".into()),
-            (60, "20261124-10:00:02.000".into()),
-        ],
-    );
+    c1.cancel("S1C2", "S1R", "DEMO1", "AAPL", 2);
     let rej = c1.expect("9");
     assert_fields(&rej, &[(11, "S1C2"), (41, "S1R"), (434, "1")]);
     c1.logout();
@@ -247,17 +227,7 @@ fn every_reject_path_answers_with_a_reason() {
     assert_fields(&m, &[(150, "8"), (103, "99"), (11, long.as_str())]);
     assert!(m.req(58).contains("40 characters"), "{m:?}");
     // Cancel of an order that never existed.
-    c1.send(
-        "F",
-        &[
-            (11, "C9".into()),
-            (41, "NEVER".into()),
-            (1, "DEMO1".into()),
-            (55, "AAPL".into()),
-            (54, "1".into()),
-            (60, "20261124-10:00:00.000".into()),
-        ],
-    );
+    c1.cancel("C9", "NEVER", "DEMO1", "AAPL", 1);
     let m = c1.expect("9");
     assert_fields(&m, &[(11, "C9"), (102, "1"), (37, "NONE")]);
     // An unsupported message type: BusinessMessageReject.

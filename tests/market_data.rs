@@ -298,17 +298,7 @@ fn order_by_order_book() {
         [a.as_str(), b.as_str()],
         "time priority within the level"
     );
-    c1.send(
-        "F",
-        &[
-            (41, "A".into()),
-            (11, "CA".into()),
-            (1, "DEMO1".into()),
-            (55, "AMZN".into()),
-            (54, "1".into()),
-            (60, "20260101-00:00:00".into()),
-        ],
-    );
+    c1.cancel("CA", "A", "DEMO1", "AMZN", 1);
     c1.expect("8");
     let x = m.expect("X");
     assert_eq!(x.get(279), Some("2"));
@@ -515,17 +505,7 @@ fn a_subscriber_that_stops_reading_is_conflated_to_a_fresh_snapshot() {
             assert_eq!(c1.expect("8").req(150), "0");
         }
         for i in &ids {
-            c1.send(
-                "F",
-                &[
-                    (11, format!("C{i}")),
-                    (41, format!("N{i}")),
-                    (1, "DEMO1".into()),
-                    (55, "MSFT".into()),
-                    (54, "1".into()),
-                    (60, "20261125-10:00:00.000".into()),
-                ],
-            );
+            c1.cancel(&format!("C{i}"), &format!("N{i}"), "DEMO1", "MSFT", 1);
         }
         for _ in &ids {
             assert_eq!(c1.expect("8").req(150), "4");
@@ -583,17 +563,7 @@ fn a_subscriber_that_stops_reading_is_conflated_to_a_fresh_snapshot() {
     assert!(at - before > 1, "updates were skipped: {before} -> {at}");
 
     // The subscription lives on from the snapshot.
-    c1.send(
-        "F",
-        &[
-            (11, "CLAST".into()),
-            (41, "LAST".into()),
-            (1, "DEMO1".into()),
-            (55, "MSFT".into()),
-            (54, "1".into()),
-            (60, "20261125-10:00:00.000".into()),
-        ],
-    );
+    c1.cancel("CLAST", "LAST", "DEMO1", "MSFT", 1);
     assert_eq!(c1.expect("8").req(150), "4");
     let x = m.expect("X");
     assert_eq!(

@@ -181,6 +181,22 @@ impl<A: Application + Send + 'static> Acceptor<A> {
         slot.cloned()
     }
 
+    /// Moves a connection, with the bytes already read from it, to the background runtime.
+    fn hand_over(self: &Arc<Self>, rt: &tokio::runtime::Handle, sock: TcpStream, read: Vec<u8>) {
+        let me = Arc::clone(self);
+        match sock.into_std() {
+            Ok(std) => {
+                rt.spawn(async move {
+                    match TcpStream::from_std(std) {
+                        Ok(sock) => me.moved(sock, read).await,
+                        Err(e) => tracing::warn!(error = %e, "cannot move a connection"),
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot move a connection"),
+        }
+    }
+
     /// Serves a connection moved to the background runtime (boxed: the future names itself).
     fn moved(
         self: Arc<Self>,
@@ -242,30 +258,19 @@ impl<A: Application + Send + 'static> Acceptor<A> {
                             if !moved {
                                 pre_authenticate(&s, raw).await;
                             }
-                            let background = s.lock().session.settings().background;
+                            let (background, send_buffer) = {
+                                let st = s.lock();
+                                let set = st.session.settings();
+                                (set.background, set.send_buffer)
+                            };
                             if let (false, true, Some(rt)) =
                                 (moved, background, self.background.get())
                             {
                                 // The Logon and what follows it are handled there.
-                                let rest = buf.split_off(consumed);
-                                let me = Arc::clone(&self);
-                                match sock.into_std() {
-                                    Ok(std) => {
-                                        rt.spawn(async move {
-                                            match TcpStream::from_std(std) {
-                                                Ok(sock) => me.moved(sock, rest).await,
-                                                Err(e) => tracing::warn!(error = %e, "cannot move a connection"),
-                                            }
-                                        });
-                                    }
-                                    Err(e) => {
-                                        tracing::warn!(error = %e, "cannot move a connection")
-                                    }
-                                }
+                                self.hand_over(rt, sock, buf.split_off(consumed));
                                 return;
                             }
-                            let sndbuf = s.lock().session.settings().send_buffer;
-                            if let Some(n) = sndbuf
+                            if let Some(n) = send_buffer
                                 && let Err(e) =
                                     socket2::SockRef::from(&sock).set_send_buffer_size(n)
                             {

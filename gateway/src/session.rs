@@ -336,6 +336,7 @@ impl Session {
         self.send_encoded(now, msg_type, seq, header, body, &[]);
     }
 
+    /// [`Session::send_raw`] with body fields already encoded, written after `body`.
     fn send_encoded(
         &mut self,
         now: Millis,

@@ -529,6 +529,22 @@ impl FixClient {
         m
     }
 
+    /// Sends an OrderCancelRequest for the order `orig` (its ClOrdID).
+    pub fn cancel(&mut self, cl: &str, orig: &str, account: &str, symbol: &str, side: u8) {
+        let now = gateway::time::format_utc_millis(gateway::time::now_millis());
+        self.send(
+            "F",
+            &[
+                (11, cl.to_string()),
+                (41, orig.to_string()),
+                (1, account.to_string()),
+                (55, symbol.to_string()),
+                (54, side.to_string()),
+                (60, String::from_utf8_lossy(&now).into_owned()),
+            ],
+        );
+    }
+
     /// Sends a limit NewOrderSingle.
     pub fn limit(&mut self, cl: &str, account: &str, symbol: &str, side: u8, qty: u64, px: &str) {
         self.new_order(cl, account, symbol, side, qty, Some(px), "0");
