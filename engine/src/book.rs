@@ -151,6 +151,62 @@ impl Arena {
         self.live -= 1;
     }
 
+    /// The number of slots (the null slot included) and the free list, in reuse order: what a
+    /// snapshot keeps so that a restored arena hands out the same slots, hence the same ids.
+    pub fn layout(&self) -> (usize, &[Slot]) {
+        (self.slots.len(), &self.free)
+    }
+
+    /// An arena of `len` vacant slots (the null slot included) reusing `free` in that order,
+    /// with room for `capacity` orders; [`Arena::place`] then puts the live orders back.
+    pub fn restore(capacity: usize, len: usize, free: Vec<Slot>) -> Result<Arena, String> {
+        if len == 0 || len > OrderId::MAX_SLOTS as usize + 1 {
+            return Err(format!("{len} arena slots"));
+        }
+        let mut slots = Vec::with_capacity(capacity.max(len) + 1);
+        crate::prefetch::huge_pages(&slots);
+        slots.resize(len, Order::VACANT);
+        let mut seen = vec![false; len];
+        for &f in &free {
+            let i = f as usize;
+            if f == NIL || i >= len || std::mem::replace(&mut seen[i], true) {
+                return Err(format!("free slot {f} out of range or listed twice"));
+            }
+        }
+        Ok(Arena {
+            slots,
+            free,
+            live: 0,
+        })
+    }
+
+    /// Puts a live order back into its slot (the one its id names) while restoring.
+    pub fn place(&mut self, order: Order) -> Result<Slot, String> {
+        let slot = order.id.slot();
+        let vacant = self.slots.get(slot as usize).is_some_and(|o| o.id.0 == 0);
+        if slot == NIL || !vacant {
+            return Err(format!("order {} cannot take slot {slot}", order.id));
+        }
+        self.slots[slot as usize] = order;
+        self.live += 1;
+        Ok(slot)
+    }
+
+    /// After the last [`Arena::place`]: every slot is either live or free, exactly once.
+    pub fn check_restored(&self) -> Result<(), String> {
+        if let Some(f) = self
+            .free
+            .iter()
+            .find(|&&f| self.slots[f as usize].id.0 != 0)
+        {
+            return Err(format!("slot {f} is both free and live"));
+        }
+        if self.live as usize + self.free.len() + 1 != self.slots.len() {
+            return Err("arena slots neither live nor free".into());
+        }
+        Ok(())
+    }
+
     /// Iterates the live orders in slot order.
     pub fn iter(&self) -> impl Iterator<Item = (Slot, &Order)> {
         self.slots
@@ -316,6 +372,13 @@ impl Ladder {
 
     fn price_of(&self, i: usize) -> Price {
         self.min_price + i as Price * self.tick
+    }
+
+    /// Whether a price is on this ladder (inside the band and on a tick).
+    pub fn contains(&self, price: Price) -> bool {
+        price >= self.min_price
+            && (price - self.min_price) % self.tick == 0
+            && (((price - self.min_price) / self.tick) as usize) < self.levels.len()
     }
 
     /// Best price on this side.

@@ -28,6 +28,13 @@ impl ClKey {
         ClKey(if lo == 0 && hi == 0 { 1 } else { lo }, hi)
     }
 
+    /// A key from [`ClKey::to_bytes`]; `None` for the all-zero bytes (no key has them).
+    pub fn from_bytes(b: [u8; 16]) -> Option<ClKey> {
+        let lo = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
+        let hi = u64::from_le_bytes(b[8..].try_into().unwrap_or_default());
+        (lo != 0 || hi != 0).then_some(ClKey(lo, hi))
+    }
+
     /// The key as bytes, for stable hashing.
     pub fn to_bytes(self) -> [u8; 16] {
         let mut b = [0u8; 16];

@@ -19,6 +19,7 @@ pub mod journal;
 pub mod machine;
 mod prefetch;
 pub mod reject;
+pub mod snapshot;
 pub mod types;
 pub mod wire;
 

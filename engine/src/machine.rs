@@ -5,6 +5,8 @@
 //! reads a clock, draws a random number or iterates a hash map into the output, so two engines
 //! fed the same commands emit byte-identical events.
 
+mod persist;
+
 use rustc_hash::FxHashMap;
 
 use crate::book::{Arena, Book, NIL, Order, Slot};

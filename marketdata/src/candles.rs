@@ -5,6 +5,7 @@
 //! handed to the caller to archive (see [`crate::archive`]), so older candles can still be
 //! served.
 
+use engine::snapshot::{Reader, SnapshotError, Writer};
 use engine::types::{Price, Qty};
 
 /// A candle resolution.
@@ -240,6 +241,30 @@ impl CandleSeries {
             .map(|i| *ring.get(i))
             .filter(|c| c.start >= from && c.start < to)
             .collect()
+    }
+
+    /// Every ring's candles, oldest first, as snapshot bytes.
+    pub fn save(&self, w: &mut Writer) {
+        for ring in &self.rings {
+            w.count(ring.len);
+            for i in 0..ring.len {
+                w.bytes(&ring.get(i).to_bytes());
+            }
+        }
+    }
+
+    /// Rings of these sizes holding the candles [`CandleSeries::save`] wrote (the newest ones
+    /// if the rings are now smaller).
+    pub fn load(sizes: RingSizes, r: &mut Reader<'_>) -> Result<CandleSeries, SnapshotError> {
+        let mut s = CandleSeries::new(sizes);
+        for ring in &mut s.rings {
+            for _ in 0..r.count(Candle::BYTES)? {
+                let mut b = [0u8; Candle::BYTES];
+                b.copy_from_slice(r.bytes(Candle::BYTES)?);
+                ring.push(Candle::from_bytes(&b));
+            }
+        }
+        Ok(s)
     }
 
     /// Start of the oldest candle still in memory.

@@ -9,6 +9,8 @@
 //! An incoming order is only shown once its command's events are all in: it appears in the
 //! book if something of it rests after matching, never in a transient crossed state.
 
+mod persist;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 

@@ -280,3 +280,99 @@ proptest! {
         run(&cmds, &joins)?;
     }
 }
+
+/// Runs the commands through an engine and a feed, restores a second feed from the first's
+/// snapshot after `cut` commands, and feeds both the rest.
+fn restore_at(cmds: &[Command], cut: usize) -> Result<(), TestCaseError> {
+    let cfg = EngineConfig::default_universe();
+    let mut engine = Engine::new(cfg.clone());
+    let names: Vec<String> = cfg.instruments.iter().map(|i| i.symbol.clone()).collect();
+    // Small rings, so that restoring also covers full rings.
+    let config = FeedConfig {
+        rings: marketdata::candles::RingSizes {
+            capacity: [3, 2, 2, 2],
+        },
+        last_trades: 4,
+        ..FeedConfig::default()
+    };
+    let mut feed = Feed::new(names.clone(), config.clone());
+    let mut restored: Option<Feed> = None;
+    let mut events = Vec::new();
+    let mut setup = vec![Command::OpenTrading(OpenTrading { trading_day: 1 })];
+    for a in 0..4 {
+        setup.push(Command::Deposit(Transfer {
+            account: AccountId(a),
+            asset: Asset::Cash,
+            amount: 1 << 50,
+        }));
+        for s in SYMBOLS {
+            setup.push(Command::Deposit(Transfer {
+                account: AccountId(a),
+                asset: Asset::Shares(SymbolId(s)),
+                amount: 1 << 30,
+            }));
+        }
+    }
+    let all: Vec<Command> = setup
+        .iter()
+        .cloned()
+        .chain(cmds.iter().map(|c| priced(&cfg, c)))
+        .collect();
+    let cut = setup.len() + cut;
+    for (i, cmd) in all.iter().enumerate() {
+        if i == cut {
+            let bytes = feed.save();
+            let f = Feed::load(names.clone(), config.clone(), &bytes)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            restored = Some(f);
+        }
+        let seq = i as u64 + 1;
+        events.clear();
+        engine.apply(cmd, &mut events);
+        // 40 s a command: candles of every resolution open and roll over.
+        let time = seq as i64 * 40_000_000_000;
+        for e in &events {
+            feed.apply(seq, time, e);
+            if let Some(r) = restored.as_mut() {
+                r.apply(seq, time, e);
+            }
+        }
+    }
+    let Some(mut r) = restored else {
+        return Ok(());
+    };
+    prop_assert_eq!(r.save(), feed.save());
+    for s in SYMBOLS {
+        let id = SymbolId(s);
+        prop_assert_eq!(r.trades(id), feed.trades(id));
+        prop_assert_eq!(r.stats(id), feed.stats(id));
+        for res in marketdata::candles::Resolution::ALL {
+            prop_assert_eq!(
+                r.candles(id, res, 0, i64::MAX),
+                feed.candles(id, res, 0, i64::MAX)
+            );
+        }
+        for side in [Side::Buy, Side::Sell] {
+            let book = r.book(id).unwrap();
+            prop_assert_eq!(book.orders(side), feed.book(id).unwrap().orders(side));
+            let levels: Vec<(i64, Qty)> = book.levels(side).map(|l| (l.price, l.qty)).collect();
+            let want: Vec<(i64, Qty)> = engine.depth(id, side).map(|l| (l.price, l.qty)).collect();
+            prop_assert_eq!(levels, want);
+        }
+    }
+    prop_assert_eq!(r.trading_status(), feed.trading_status());
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_feed_restored_from_its_snapshot_continues_like_the_original(
+        cmds in proptest::collection::vec(arb_command(), 1..200),
+        cut in any::<proptest::sample::Index>(),
+    ) {
+        let cut = cut.index(cmds.len() + 1);
+        restore_at(&cmds, cut)?;
+    }
+}

@@ -1,0 +1,462 @@
+//! Snapshots: the engine's state (and any other projection's) at one sequence id, so that a
+//! restart replays only the journal after it.
+//!
+//! A snapshot file is named after the last sequence id it includes and holds named sections of
+//! canonical bytes (the same state always gives the same bytes, whatever history led to it):
+//!
+//! ```text
+//! "EXSNAPSH" | u32 version | u32 section count | u64 sequence id | i64 timestamp (ns)
+//! | u64 configuration fingerprint
+//! | per section: [u8; 4] name | u64 length | bytes
+//! | u32 CRC32C of everything before
+//! ```
+//!
+//! Files are written to a temporary name, synced and renamed, so a crash leaves either the
+//! whole snapshot or none. A snapshot is only ever a shortcut: the journal stays the truth, and
+//! an unreadable snapshot, or one taken under another configuration, is passed over for an
+//! older one or a full replay.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"EXSNAPSH";
+const VERSION: u32 = 1;
+const HEADER: usize = 8 + 4 + 4 + 8 + 8 + 8;
+const SUFFIX: &str = ".snapshot";
+
+/// Why a snapshot cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// An IO error.
+    #[error("snapshot {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The bytes are not a valid snapshot.
+    #[error("snapshot corrupt: {0}")]
+    Corrupt(String),
+    /// Taken under another configuration: its state may not fit this one.
+    #[error("snapshot taken under another configuration")]
+    Configuration,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn corrupt(what: impl Into<String>) -> SnapshotError {
+    SnapshotError::Corrupt(what.into())
+}
+
+/// Appends little-endian fields to a growing buffer.
+#[derive(Debug, Default)]
+pub struct Writer {
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    /// An empty writer.
+    pub fn new() -> Writer {
+        Writer::default()
+    }
+
+    /// The bytes written.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+
+    /// Writes raw bytes.
+    pub fn bytes(&mut self, b: &[u8]) {
+        self.buf.extend_from_slice(b);
+    }
+
+    /// Writes a byte.
+    pub fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+
+    /// Writes a bool as one byte.
+    pub fn bool(&mut self, v: bool) {
+        self.buf.push(u8::from(v));
+    }
+
+    /// Writes a u16.
+    pub fn u16(&mut self, v: u16) {
+        self.bytes(&v.to_le_bytes());
+    }
+
+    /// Writes a u32.
+    pub fn u32(&mut self, v: u32) {
+        self.bytes(&v.to_le_bytes());
+    }
+
+    /// Writes a u64.
+    pub fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
+    }
+
+    /// Writes an i64.
+    pub fn i64(&mut self, v: i64) {
+        self.bytes(&v.to_le_bytes());
+    }
+
+    /// Writes a length (a collection's size).
+    pub fn count(&mut self, n: usize) {
+        self.u64(n as u64);
+    }
+
+    /// Writes an optional i64 as a presence byte and the value.
+    pub fn opt_i64(&mut self, v: Option<i64>) {
+        self.bool(v.is_some());
+        self.i64(v.unwrap_or(0));
+    }
+}
+
+/// Reads little-endian fields; every read checks the bounds, so bad bytes give an error.
+#[derive(Debug)]
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader at the start of `buf`.
+    pub fn new(buf: &'a [u8]) -> Reader<'a> {
+        Reader { buf, pos: 0 }
+    }
+
+    /// Reads `n` raw bytes.
+    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], SnapshotError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| corrupt(format!("cut short at byte {}", self.pos)))?;
+        let b = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(b)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], SnapshotError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.bytes(N)?);
+        Ok(a)
+    }
+
+    /// Reads a byte.
+    pub fn u8(&mut self) -> Result<u8, SnapshotError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    /// Reads a bool written by [`Writer::bool`].
+    pub fn bool(&mut self) -> Result<bool, SnapshotError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            v => Err(corrupt(format!("{v} is not a bool"))),
+        }
+    }
+
+    /// Reads a u16.
+    pub fn u16(&mut self) -> Result<u16, SnapshotError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+
+    /// Reads a u32.
+    pub fn u32(&mut self) -> Result<u32, SnapshotError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    /// Reads a u64.
+    pub fn u64(&mut self) -> Result<u64, SnapshotError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    /// Reads an i64.
+    pub fn i64(&mut self) -> Result<i64, SnapshotError> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+
+    /// Reads a length of items at least `item_bytes` long each; a length the remaining bytes
+    /// cannot hold is an error (so bad bytes never make a huge allocation).
+    pub fn count(&mut self, item_bytes: usize) -> Result<usize, SnapshotError> {
+        let n = self.u64()?;
+        let left = (self.buf.len() - self.pos) as u64;
+        if n.saturating_mul(item_bytes.max(1) as u64) > left {
+            return Err(corrupt(format!("{n} items cannot fit in {left} bytes")));
+        }
+        Ok(n as usize)
+    }
+
+    /// Reads an optional i64 written by [`Writer::opt_i64`].
+    pub fn opt_i64(&mut self) -> Result<Option<i64>, SnapshotError> {
+        let some = self.bool()?;
+        let v = self.i64()?;
+        Ok(some.then_some(v))
+    }
+
+    /// Fails unless every byte was read.
+    pub fn finish(&self) -> Result<(), SnapshotError> {
+        if self.pos == self.buf.len() {
+            Ok(())
+        } else {
+            Err(corrupt(format!(
+                "{} bytes left over",
+                self.buf.len() - self.pos
+            )))
+        }
+    }
+}
+
+/// A snapshot read back: where it stands in the journal and its sections.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The last sequence id applied to the state it holds.
+    pub seq: u64,
+    /// That command's timestamp.
+    pub timestamp: i64,
+    /// The configuration fingerprint it was taken under.
+    pub fingerprint: u64,
+    /// Named sections.
+    pub sections: Vec<([u8; 4], Vec<u8>)>,
+    /// The file it came from.
+    pub path: PathBuf,
+}
+
+impl Snapshot {
+    /// The section with this name.
+    pub fn section(&self, name: &[u8; 4]) -> Option<&[u8]> {
+        self.sections
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| b.as_slice())
+    }
+}
+
+/// The snapshot files of a directory, oldest first: (sequence id, path).
+pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name();
+        if let Some(seq) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(SUFFIX))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            out.push((seq, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Writes a snapshot durably: a temporary file, synced, renamed, and the directory synced.
+pub fn write(
+    dir: &Path,
+    seq: u64,
+    timestamp: i64,
+    fingerprint: u64,
+    sections: &[([u8; 4], &[u8])],
+) -> Result<PathBuf, SnapshotError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let mut b = Vec::with_capacity(HEADER + sections.iter().map(|s| 12 + s.1.len()).sum::<usize>());
+    b.extend_from_slice(MAGIC);
+    b.extend_from_slice(&VERSION.to_le_bytes());
+    b.extend_from_slice(&(sections.len() as u32).to_le_bytes());
+    b.extend_from_slice(&seq.to_le_bytes());
+    b.extend_from_slice(&timestamp.to_le_bytes());
+    b.extend_from_slice(&fingerprint.to_le_bytes());
+    for (name, bytes) in sections {
+        b.extend_from_slice(name);
+        b.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        b.extend_from_slice(bytes);
+    }
+    let crc = crc32c::crc32c(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    let path = dir.join(format!("{seq:020}{SUFFIX}"));
+    let tmp = dir.join(format!("{seq:020}{SUFFIX}.tmp"));
+    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(&b).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
+    Ok(path)
+}
+
+/// Reads and checks one snapshot file.
+pub fn read(path: &Path) -> Result<Snapshot, SnapshotError> {
+    let b = fs::read(path).map_err(io_err(path))?;
+    decode(&b, path)
+}
+
+fn decode(b: &[u8], path: &Path) -> Result<Snapshot, SnapshotError> {
+    if b.len() < HEADER + 4 {
+        return Err(corrupt(format!("{} bytes is too short", b.len())));
+    }
+    let (body, crc) = b.split_at(b.len() - 4);
+    if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().unwrap_or_default()) {
+        return Err(corrupt("CRC32C mismatch"));
+    }
+    let mut r = Reader::new(body);
+    if r.bytes(8)? != MAGIC {
+        return Err(corrupt("not a snapshot file"));
+    }
+    let version = r.u32()?;
+    if version != VERSION {
+        return Err(corrupt(format!(
+            "format version {version}, expected {VERSION}"
+        )));
+    }
+    let count = r.u32()?;
+    let seq = r.u64()?;
+    let timestamp = r.i64()?;
+    let fingerprint = r.u64()?;
+    let mut sections = Vec::new();
+    for _ in 0..count {
+        let name: [u8; 4] = r.array()?;
+        let len = r.count(1)?;
+        sections.push((name, r.bytes(len)?.to_vec()));
+    }
+    r.finish()?;
+    Ok(Snapshot {
+        seq,
+        timestamp,
+        fingerprint,
+        sections,
+        path: path.to_path_buf(),
+    })
+}
+
+/// The newest usable snapshot at or below `max_seq` taken under `fingerprint`, and the
+/// snapshots passed over with the reason (for the log: they cost replay time, not state).
+pub fn latest(
+    dir: &Path,
+    max_seq: u64,
+    fingerprint: u64,
+) -> Result<(Option<Snapshot>, Vec<SnapshotError>), SnapshotError> {
+    let mut skipped = Vec::new();
+    for (seq, path) in list(dir)?.into_iter().rev() {
+        if seq > max_seq {
+            continue;
+        }
+        match read(&path) {
+            Ok(s) if s.fingerprint != fingerprint => skipped.push(SnapshotError::Configuration),
+            Ok(s) if s.seq != seq => skipped.push(corrupt(format!(
+                "{} holds sequence {}",
+                path.display(),
+                s.seq
+            ))),
+            Ok(s) => return Ok((Some(s), skipped)),
+            Err(e) => skipped.push(e),
+        }
+    }
+    Ok((None, skipped))
+}
+
+/// Deletes all but the newest `keep` snapshots, and temporary files a crash left behind.
+pub fn prune(dir: &Path, keep: usize) -> Result<(), SnapshotError> {
+    let all = list(dir)?;
+    let old = all.len().saturating_sub(keep);
+    for (_, path) in &all[..old] {
+        fs::remove_file(path).map_err(io_err(path))?;
+    }
+    for entry in fs::read_dir(dir).map_err(io_err(dir))?.flatten() {
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.ends_with(".tmp"))
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("snapshot-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn written_snapshots_read_back_and_the_newest_usable_one_wins() {
+        let dir = temp_dir("latest");
+        write(&dir, 10, 1, 7, &[(*b"ENGN", b"ten")]).unwrap();
+        write(&dir, 20, 2, 7, &[(*b"ENGN", b"twenty"), (*b"FEED", b"")]).unwrap();
+        write(&dir, 30, 3, 8, &[(*b"ENGN", b"other config")]).unwrap();
+        let (s, skipped) = latest(&dir, u64::MAX, 7).unwrap();
+        let s = s.unwrap();
+        assert_eq!((s.seq, s.timestamp), (20, 2));
+        assert_eq!(s.section(b"ENGN"), Some(&b"twenty"[..]));
+        assert_eq!(s.section(b"FEED"), Some(&b""[..]));
+        assert_eq!(s.section(b"NONE"), None);
+        assert!(matches!(skipped[..], [SnapshotError::Configuration]));
+        // Bounded by a sequence id: the older one.
+        assert_eq!(latest(&dir, 19, 7).unwrap().0.unwrap().seq, 10);
+        assert!(latest(&dir, 9, 7).unwrap().0.is_none());
+
+        // A damaged newest snapshot is passed over, with the reason.
+        let (_, p20) = list(&dir).unwrap().into_iter().find(|s| s.0 == 20).unwrap();
+        let mut b = fs::read(&p20).unwrap();
+        b[HEADER + 2] ^= 1;
+        fs::write(&p20, &b).unwrap();
+        let (s, skipped) = latest(&dir, u64::MAX, 7).unwrap();
+        assert_eq!(s.unwrap().seq, 10);
+        assert!(skipped.iter().any(|e| e.to_string().contains("CRC32C")));
+
+        prune(&dir, 1).unwrap();
+        assert_eq!(
+            list(&dir).unwrap().iter().map(|s| s.0).collect::<Vec<_>>(),
+            [30]
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn truncated_or_garbage_bytes_are_errors() {
+        let dir = temp_dir("garbage");
+        let p = write(&dir, 5, 0, 1, &[(*b"ENGN", &[1, 2, 3])]).unwrap();
+        let b = fs::read(&p).unwrap();
+        for cut in 0..b.len() {
+            assert!(decode(&b[..cut], &p).is_err(), "cut at {cut}");
+        }
+        assert!(decode(&b, &p).is_ok());
+        // A section length larger than the file, with a valid CRC, is refused.
+        let mut bad = b[..b.len() - 4].to_vec();
+        bad[HEADER + 4..HEADER + 12].copy_from_slice(&u64::MAX.to_le_bytes());
+        let crc = crc32c::crc32c(&bad);
+        bad.extend_from_slice(&crc.to_le_bytes());
+        assert!(decode(&bad, &p).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn reader_lengths_are_bounded_by_the_bytes_left() {
+        let mut w = Writer::new();
+        w.count(1 << 40);
+        let b = w.into_bytes();
+        assert!(Reader::new(&b).count(8).is_err());
+        let mut r = Reader::new(&[2]);
+        assert!(r.bool().is_err());
+    }
+}
