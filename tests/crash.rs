@@ -8,7 +8,19 @@ use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use exchange_tests::{FixClient, exchange_binary, start_exchange, temp_dir};
+use exchange_tests::{FixClient, exchange_binary, http, start_exchange_with, temp_dir};
+
+/// A snapshot every this many journal records: several per run, so restarts restore them.
+const SNAPSHOT_EVERY: &str = "150";
+
+fn start(data: &std::path::Path) -> exchange_tests::Server {
+    start_exchange_with(data, None, &["--snapshot-every", SNAPSHOT_EVERY])
+}
+
+/// The exchange's `/v1/status`.
+fn status(ex: &exchange_tests::Server) -> serde_json::Value {
+    http(ex.http_port, "GET", "/v1/status", &[], "").json()
+}
 
 /// Sends passive buy orders one after another, recording those the exchange acknowledged;
 /// reconnects (with a sequence reset) whenever the exchange goes away.
@@ -73,7 +85,7 @@ fn acknowledged_orders_survive_kill_9_under_load() {
     };
 
     let data = temp_dir("crash");
-    let mut ex = start_exchange(&data, None);
+    let mut ex = start(&data);
     let port = Arc::new(AtomicU16::new(ex.port));
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
@@ -86,8 +98,9 @@ fn acknowledged_orders_survive_kill_9_under_load() {
         let before = acked.lock().unwrap().len();
         let data = ex.kill9();
         eprintln!("round {round}: killed after {before} acknowledged orders");
-        ex = start_exchange(&data, None);
+        ex = start(&data);
         port.store(ex.port, Ordering::SeqCst);
+        eprintln!("round {round}: restarted: {}", status(&ex));
     }
     // Let the flow run on the last incarnation, then stop it.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -100,12 +113,34 @@ fn acknowledged_orders_survive_kill_9_under_load() {
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 20, "too little load: {} orders", acked.len());
 
+    // The snapshot thread runs at idle priority: give it time to catch up.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status(&ex)["lastSnapshotSeq"].as_u64() == Some(0) {
+        assert!(Instant::now() < deadline, "no snapshot written: {}", status(&ex));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let snapshot = status(&ex)["lastSnapshotSeq"].as_u64().unwrap();
+
     // One last crash, then every acknowledged order must still be working: each cancels.
     let data = ex.kill9();
     let a = replay(&data);
     let b = replay(&data);
     assert_eq!(a, b, "two replays of one journal differ");
-    let ex = start_exchange(&data, None);
+    let ex = start(&data);
+    // This start restored a snapshot and replayed only the journal after it.
+    let st = status(&ex);
+    let restored = st["restoredFromSnapshot"].as_u64();
+    assert!(restored >= Some(snapshot), "{st}");
+    let records: u64 = a
+        .strip_prefix("records ")
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("record count");
+    assert_eq!(
+        restored.unwrap() + st["replayedRecords"].as_u64().unwrap(),
+        records,
+        "{st}"
+    );
     let mut c =
         FixClient::logon(ex.port, "FIX.4.4", "CLIENT1", "client1", "demo1", true).expect("logon");
     for (i, cl) in acked.iter().enumerate() {
@@ -123,4 +158,14 @@ fn acknowledged_orders_survive_kill_9_under_load() {
     }
     let after = replay(&data);
     assert_ne!(after, a, "the cancels were journaled");
+
+    // Every snapshot on disk equals a replay of the journal up to it.
+    let out = Command::new(exchange_binary())
+        .args(["journal", "verify", "--data"])
+        .arg(&data)
+        .output()
+        .expect("run journal verify");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("equals the replay"), "{text}");
 }

@@ -125,10 +125,14 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> JournalError + '_ {
 /// What a recovery found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recovery {
-    /// Records read.
+    /// Records passed on (those from the starting sequence id).
     pub records: u64,
     /// Segments read.
     pub segments: usize,
+    /// Segments wholly before the starting sequence id, not read.
+    pub skipped_segments: usize,
+    /// The sequence id after the last record.
+    pub next_seq: u64,
     /// Bytes of torn tail cut off (0 when the journal ended cleanly).
     pub truncated_bytes: u64,
 }
@@ -197,16 +201,40 @@ fn decode_record(b: &[u8]) -> Result<(Record, usize), String> {
 
 /// Reads every record in order, calling `f` for each. With `repair`, a torn tail in the last
 /// segment is cut off; without, it is only counted.
-pub fn scan(
+pub fn scan(dir: &Path, repair: bool, f: impl FnMut(&Record)) -> Result<Recovery, JournalError> {
+    scan_from(dir, repair, 1, f)
+}
+
+/// [`scan`] from sequence id `from` on (a snapshot holds what came before): segments wholly
+/// before it are not read; the records before it in the segment holding it are checked but
+/// not passed to `f`.
+pub fn scan_from(
     dir: &Path,
     repair: bool,
+    from: u64,
     mut f: impl FnMut(&Record),
 ) -> Result<Recovery, JournalError> {
-    let segs = segments(dir)?;
+    let all = segments(dir)?;
+    // The segment holding `from` is the last one starting at or before it.
+    let skip = all
+        .iter()
+        .rposition(|(first, _)| *first <= from)
+        .unwrap_or(0);
+    let segs = &all[skip..];
     let mut rec = Recovery {
         segments: segs.len(),
+        skipped_segments: skip,
         ..Recovery::default()
     };
+    if let Some((first, path)) = segs.first()
+        && *first > from
+    {
+        return Err(JournalError::Corrupt {
+            segment: path.clone(),
+            offset: 0,
+            reason: format!("the journal starts at sequence {first}; replay needs {from}"),
+        });
+    }
     let mut expected: Option<u64> = None;
     for (i, (first, path)) in segs.iter().enumerate() {
         let last = i + 1 == segs.len();
@@ -223,6 +251,7 @@ pub fn scan(
                 if repair {
                     fs::remove_file(path).map_err(io_err(path))?;
                 }
+                expected.get_or_insert(*first);
                 break;
             }
             return Err(corrupt(0, "segment header cut short".into()));
@@ -256,8 +285,11 @@ pub fn scan(
                             format!("sequence {} where {want} was expected", r.seq),
                         ));
                     }
-                    f(&r);
-                    rec.records += 1;
+                    if r.seq >= from {
+                        f(&r);
+                        rec.records += 1;
+                    }
+                    rec.next_seq = r.seq + 1;
                     expected = Some(r.seq + 1);
                     off += len;
                 }
@@ -284,6 +316,15 @@ pub fn scan(
             expected = Some(*first);
         }
     }
+    let end = expected.unwrap_or(1);
+    if from > end {
+        return Err(JournalError::Corrupt {
+            segment: dir.to_path_buf(),
+            offset: 0,
+            reason: format!("the journal ends before sequence {from} (next is {end})"),
+        });
+    }
+    rec.next_seq = end;
     Ok(rec)
 }
 
@@ -306,14 +347,21 @@ impl Journal {
     pub fn open(
         dir: &Path,
         options: JournalOptions,
-        mut f: impl FnMut(&Record),
+        f: impl FnMut(&Record),
+    ) -> Result<(Journal, Recovery), JournalError> {
+        Self::open_from(dir, options, 1, f)
+    }
+
+    /// [`Journal::open`], replaying from sequence id `from` on (see [`scan_from`]).
+    pub fn open_from(
+        dir: &Path,
+        options: JournalOptions,
+        from: u64,
+        f: impl FnMut(&Record),
     ) -> Result<(Journal, Recovery), JournalError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let mut next = 1;
-        let recovery = scan(dir, true, |r| {
-            next = r.seq + 1;
-            f(r)
-        })?;
+        let recovery = scan_from(dir, true, from, f)?;
+        let next = recovery.next_seq;
         let segs = segments(dir)?;
         let (file, path, len) = match segs.last() {
             Some((_, path)) => {
@@ -424,9 +472,14 @@ pub struct Follower {
 impl Follower {
     /// A follower of the journal in `dir`, starting at sequence id 1.
     pub fn new(dir: &Path) -> Follower {
+        Self::at(dir, 1)
+    }
+
+    /// A follower of the journal in `dir`, starting at sequence id `next_seq`.
+    pub fn at(dir: &Path, next_seq: u64) -> Follower {
         Follower {
             dir: dir.to_path_buf(),
-            next_seq: 1,
+            next_seq,
             segment: None,
             buf: Vec::with_capacity(1 << 20),
             start: 0,
@@ -662,6 +715,41 @@ mod tests {
             assert_eq!(r.command, cmd(k));
             assert_eq!(r.timestamp, 1_000 + k as i64);
         }
+    }
+
+    #[test]
+    fn replay_from_a_sequence_id_skips_the_segments_before_it() {
+        let dir = tmp("from");
+        let small = JournalOptions {
+            sync: SyncPolicy::Never,
+            segment_bytes: 1_000,
+        };
+        write(&dir, 150, small);
+        let segs = segments(&dir).unwrap();
+        for from in [1, 2, 37, 100, 150, 151] {
+            let mut seen = Vec::new();
+            let (mut j, rec) = Journal::open_from(&dir, small, from, |r| seen.push(r.seq)).unwrap();
+            assert_eq!(seen, (from..=150).collect::<Vec<_>>());
+            assert_eq!(rec.next_seq, 151);
+            let holding = segs.iter().rposition(|(f, _)| *f <= from).unwrap();
+            assert_eq!(rec.skipped_segments, holding);
+            assert_eq!(rec.segments, segs.len() - holding);
+            assert_eq!(j.next_seq(), 151);
+            drop(j.commit());
+        }
+        // Beyond the end, or before the first segment left: an error, not a silent gap.
+        assert!(Journal::open_from(&dir, small, 152, |_| {}).is_err());
+        fs::remove_file(&segs[0].1).unwrap();
+        assert!(scan_from(&dir, false, 1, |_| {}).is_err());
+        assert_eq!(
+            scan_from(&dir, false, segs[1].0, |_| {}).unwrap().next_seq,
+            151
+        );
+        // A follower can start anywhere too.
+        let mut f = Follower::at(&dir, 120);
+        let mut got = Vec::new();
+        f.poll(u64::MAX, 1000, |r| got.push(r.seq)).unwrap();
+        assert_eq!(got, (120..=150).collect::<Vec<_>>());
     }
 
     #[test]

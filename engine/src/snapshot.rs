@@ -343,27 +343,37 @@ fn decode(b: &[u8], path: &Path) -> Result<Snapshot, SnapshotError> {
     })
 }
 
-/// The newest usable snapshot at or below `max_seq` taken under `fingerprint`, and the
-/// snapshots passed over with the reason (for the log: they cost replay time, not state).
-pub fn latest(
+/// What [`newest_usable`] found: the snapshot with what its loader made of it, if any, and the
+/// snapshots passed over with the reason.
+pub type Found<T> = (Option<(Snapshot, T)>, Vec<(PathBuf, SnapshotError)>);
+
+/// The newest snapshot at or below `max_seq`, taken under `fingerprint`, that `load` accepts,
+/// with what `load` made of it; and the snapshots passed over with the reason (for the log:
+/// they cost replay time, never state).
+pub fn newest_usable<T>(
     dir: &Path,
     max_seq: u64,
     fingerprint: u64,
-) -> Result<(Option<Snapshot>, Vec<SnapshotError>), SnapshotError> {
+    mut load: impl FnMut(&Snapshot) -> Result<T, SnapshotError>,
+) -> Result<Found<T>, SnapshotError> {
     let mut skipped = Vec::new();
     for (seq, path) in list(dir)?.into_iter().rev() {
         if seq > max_seq {
             continue;
         }
-        match read(&path) {
-            Ok(s) if s.fingerprint != fingerprint => skipped.push(SnapshotError::Configuration),
-            Ok(s) if s.seq != seq => skipped.push(corrupt(format!(
-                "{} holds sequence {}",
-                path.display(),
-                s.seq
-            ))),
-            Ok(s) => return Ok((Some(s), skipped)),
-            Err(e) => skipped.push(e),
+        let loaded = read(&path).and_then(|s| {
+            if s.fingerprint != fingerprint {
+                return Err(SnapshotError::Configuration);
+            }
+            if s.seq != seq {
+                return Err(corrupt(format!("the file holds sequence {}", s.seq)));
+            }
+            let t = load(&s)?;
+            Ok((s, t))
+        });
+        match loaded {
+            Ok(found) => return Ok((Some(found), skipped)),
+            Err(e) => skipped.push((path, e)),
         }
     }
     Ok((None, skipped))
@@ -404,25 +414,43 @@ mod tests {
         write(&dir, 10, 1, 7, &[(*b"ENGN", b"ten")]).unwrap();
         write(&dir, 20, 2, 7, &[(*b"ENGN", b"twenty"), (*b"FEED", b"")]).unwrap();
         write(&dir, 30, 3, 8, &[(*b"ENGN", b"other config")]).unwrap();
-        let (s, skipped) = latest(&dir, u64::MAX, 7).unwrap();
-        let s = s.unwrap();
+        let engn = |s: &Snapshot| Ok(s.section(b"ENGN").unwrap_or_default().to_vec());
+        let (s, skipped) = newest_usable(&dir, u64::MAX, 7, engn).unwrap();
+        let (s, bytes) = s.unwrap();
         assert_eq!((s.seq, s.timestamp), (20, 2));
-        assert_eq!(s.section(b"ENGN"), Some(&b"twenty"[..]));
+        assert_eq!(bytes, b"twenty");
         assert_eq!(s.section(b"FEED"), Some(&b""[..]));
         assert_eq!(s.section(b"NONE"), None);
-        assert!(matches!(skipped[..], [SnapshotError::Configuration]));
+        assert!(matches!(skipped[..], [(_, SnapshotError::Configuration)]));
         // Bounded by a sequence id: the older one.
-        assert_eq!(latest(&dir, 19, 7).unwrap().0.unwrap().seq, 10);
-        assert!(latest(&dir, 9, 7).unwrap().0.is_none());
+        let seq = |max| {
+            newest_usable(&dir, max, 7, engn)
+                .unwrap()
+                .0
+                .map(|s| s.0.seq)
+        };
+        assert_eq!(seq(19), Some(10));
+        assert_eq!(seq(9), None);
+        // One its loader refuses is passed over too.
+        let (s, skipped) = newest_usable(&dir, u64::MAX, 7, |s| {
+            if s.seq == 20 {
+                Err(corrupt("refused"))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap();
+        assert_eq!(s.unwrap().0.seq, 10);
+        assert_eq!(skipped.len(), 2);
 
         // A damaged newest snapshot is passed over, with the reason.
         let (_, p20) = list(&dir).unwrap().into_iter().find(|s| s.0 == 20).unwrap();
         let mut b = fs::read(&p20).unwrap();
         b[HEADER + 2] ^= 1;
         fs::write(&p20, &b).unwrap();
-        let (s, skipped) = latest(&dir, u64::MAX, 7).unwrap();
-        assert_eq!(s.unwrap().seq, 10);
-        assert!(skipped.iter().any(|e| e.to_string().contains("CRC32C")));
+        let (s, skipped) = newest_usable(&dir, u64::MAX, 7, engn).unwrap();
+        assert_eq!(s.unwrap().0.seq, 10);
+        assert!(skipped.iter().any(|e| e.1.to_string().contains("CRC32C")));
 
         prune(&dir, 1).unwrap();
         assert_eq!(

@@ -52,6 +52,8 @@ pub struct BrokerApi {
     pub reader: Arc<Mutex<Option<Box<dyn Store>>>>,
     /// ClOrdIDs given to orders sent without one.
     pub next_id: AtomicU64,
+    /// How the exchange recovered at start-up, and its snapshots since.
+    pub recovery: Arc<crate::exchange::RecoveryInfo>,
 }
 
 impl BrokerApi {
@@ -428,6 +430,9 @@ pub async fn status(State(s): State<Arc<HttpState>>) -> Response {
         "reportingLag": p.lag(),
         "reportingFailed": p.failed.load(Ordering::Acquire),
         "reportingEnabled": s.broker.database != "none",
+        "restoredFromSnapshot": s.broker.recovery.restored_from,
+        "replayedRecords": s.broker.recovery.replayed,
+        "lastSnapshotSeq": s.broker.recovery.last_snapshot.load(Ordering::Acquire),
     }))
     .into_response()
 }

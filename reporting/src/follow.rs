@@ -52,6 +52,34 @@ pub struct ReporterConfig {
     pub engine: EngineConfig,
     /// Account and symbol names.
     pub names: Names,
+    /// Where the exchange writes snapshots: the replay starts from the newest one the
+    /// database already holds the rows of.
+    pub snapshot_dir: Option<PathBuf>,
+}
+
+/// An engine and a journal position to follow from: the newest snapshot at or below `stored`
+/// when there is one, else the start of the journal.
+fn start_at(config: &ReporterConfig, stored: u64) -> (Engine, Follower) {
+    if let Some(dir) = &config.snapshot_dir {
+        let load = |s: &engine::snapshot::Snapshot| {
+            let bytes = s.section(&Engine::SNAPSHOT_SECTION).ok_or_else(|| {
+                engine::snapshot::SnapshotError::Corrupt("no engine section".into())
+            })?;
+            Engine::load(config.engine.clone(), bytes)
+        };
+        match engine::snapshot::newest_usable(dir, stored, config.engine.fingerprint(), load) {
+            Ok((Some((s, engine)), _)) => {
+                tracing::info!(snapshot = s.seq, "reporting replays from a snapshot");
+                return (engine, Follower::at(&config.journal_dir, s.seq + 1));
+            }
+            Ok((None, _)) => {}
+            Err(e) => tracing::warn!(error = %e, "reporting cannot read snapshots"),
+        }
+    }
+    (
+        Engine::new(config.engine.clone()),
+        Follower::new(&config.journal_dir),
+    )
 }
 
 /// Runs the reporting flow until `stop` is set and everything committed is stored (or the
@@ -90,9 +118,10 @@ pub fn run_with(
                     if last != stored || rows.last_seq <= last {
                         rows = Rows::default();
                         stored = last;
-                        if follower.next_seq() > last + 1 {
-                            engine = Engine::new(config.engine.clone());
-                            follower = Follower::new(&config.journal_dir);
+                        // Behind the database (a fresh start) or ahead of it (a database
+                        // restored from a backup): start again from the best place.
+                        if follower.next_seq() > last + 1 || follower.next_seq() == 1 {
+                            (engine, follower) = start_at(&config, last);
                         }
                     }
                     progress.applied.store(last, Ordering::Release);
@@ -162,7 +191,7 @@ pub fn run_with(
 /// Lets the trading flow's threads go first: the reporting thread runs under SCHED_IDLE (only
 /// on a CPU nothing else wants, preempted at once when an order thread wakes), so on a busy
 /// machine it falls behind (the journal holds the rows) rather than delaying orders.
-fn lower_priority() {
+pub fn lower_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: a plain system call on the calling thread (pid 0) with a valid parameter.
     unsafe {

@@ -74,6 +74,7 @@ fn a_failing_database_ends_with_exactly_the_journal_rows() {
             database: db.clone(),
             engine: config(),
             names: names(),
+            snapshot_dir: None,
         };
         let (progress, stop, calls, connects) = (
             Arc::clone(&progress),
@@ -124,6 +125,101 @@ fn a_failing_database_ends_with_exactly_the_journal_rows() {
 
     let want = all_rows(&f);
     let mut store = reporting::open(&format!("sqlite:{}", dir.join("r.db").display())).unwrap();
+    assert_eq!(store.last_seq().unwrap(), last);
+    let all = Filter::default();
+    assert_eq!(store.order_events(&all).unwrap(), want.order_events);
+    assert_eq!(store.transfers(&all).unwrap(), want.transfers);
+    assert_eq!(store.cancel_rejects(&all).unwrap(), want.cancel_rejects);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs the reporting flow over a journal committed up to `committed` until the database holds
+/// it all.
+fn report_up_to(config: ReporterConfig, committed: u64) {
+    let progress = Arc::new(Progress::default());
+    progress.committed.store(committed, Ordering::Release);
+    let stop = Arc::new(AtomicBool::new(false));
+    let db = config.database.clone();
+    let reporter = {
+        let (progress, stop) = (Arc::clone(&progress), Arc::clone(&stop));
+        std::thread::spawn(move || run_with(config, progress, stop, move || reporting::open(&db)))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while progress.applied.load(Ordering::Acquire) < committed {
+        assert!(
+            !progress.failed.load(Ordering::Acquire),
+            "the reporter stopped"
+        );
+        assert!(Instant::now() < deadline, "the reporter never caught up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::Release);
+    reporter.join().unwrap();
+}
+
+#[test]
+fn after_a_restart_the_replay_starts_at_the_newest_snapshot_the_database_holds() {
+    let dir = std::env::temp_dir().join(format!("reporting-snapshot-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (journal_dir, snapshot_dir) = (dir.join("journal"), dir.join("snapshots"));
+    let db = format!("sqlite:{}", dir.join("r.db").display());
+    let f = flow(11);
+    let options = JournalOptions {
+        sync: SyncPolicy::Never,
+        segment_bytes: 16 << 10,
+    };
+    let (mut journal, _) = Journal::open(&journal_dir, options, |_| {}).unwrap();
+    for (ts, c) in &f.commands {
+        journal.append(*ts, c);
+        journal.commit().unwrap();
+    }
+    let last = journal.next_seq() - 1;
+    drop(journal);
+    let half = last / 2;
+    // The engine's state after `half` commands, as the exchange's snapshot thread writes it;
+    // and a newer snapshot the database does not hold yet, which must not be used.
+    let mut engine = engine::Engine::new(config());
+    let mut events = Vec::new();
+    for (_, c) in &f.commands[..half as usize] {
+        engine.apply(c, &mut events);
+    }
+    let fingerprint = config().fingerprint();
+    let write = |seq, bytes: &[u8]| {
+        engine::snapshot::write(
+            &snapshot_dir,
+            seq,
+            0,
+            fingerprint,
+            &[(engine::Engine::SNAPSHOT_SECTION, bytes)],
+        )
+        .unwrap()
+    };
+    write(half, &engine.save());
+    write(half + 10, b"not an engine");
+    let reporter = |snapshots: bool| ReporterConfig {
+        journal_dir: journal_dir.clone(),
+        database: db.clone(),
+        engine: config(),
+        names: names(),
+        snapshot_dir: snapshots.then(|| snapshot_dir.clone()),
+    };
+
+    // The database first holds the rows up to the snapshot.
+    report_up_to(reporter(false), half);
+    // The segments wholly before the snapshot go: a replay from the start would fail.
+    let segs = engine::journal::segments(&journal_dir).unwrap();
+    let holding = segs
+        .iter()
+        .rposition(|(first, _)| *first <= half + 1)
+        .unwrap();
+    assert!(holding > 0, "the test needs several segments");
+    for (_, path) in &segs[..holding] {
+        std::fs::remove_file(path).unwrap();
+    }
+    report_up_to(reporter(true), last);
+
+    let want = all_rows(&f);
+    let mut store = reporting::open(&db).unwrap();
     assert_eq!(store.last_seq().unwrap(), last);
     let all = Filter::default();
     assert_eq!(store.order_events(&all).unwrap(), want.order_events);

@@ -46,6 +46,9 @@ struct RunArgs {
     /// configuration's.
     #[arg(long)]
     journal_sync: Option<String>,
+    /// Journal records between snapshots (0: none), overriding the configuration's.
+    #[arg(long)]
+    snapshot_every: Option<u64>,
 }
 
 /// Which report.
@@ -136,11 +139,15 @@ enum Command {
 
 #[derive(Subcommand)]
 enum JournalAction {
-    /// Checks every record (CRC, sequence, decoding) without changing anything.
+    /// Checks every record (CRC, sequence, decoding) without changing anything, and every
+    /// snapshot against a replay of the journal up to it.
     Verify {
         /// The exchange's data directory.
         #[arg(long, default_value = "data")]
         data: PathBuf,
+        /// Instrument universe the exchange ran with; the embedded one when absent.
+        #[arg(long)]
+        instruments: Option<PathBuf>,
     },
     /// Replays the journal into a fresh engine and prints the record count, the hash of the
     /// event stream and the engine's state hash (two replays must print the same).
@@ -220,12 +227,14 @@ fn main() -> anyhow::Result<()> {
 fn journal(action: JournalAction) -> anyhow::Result<()> {
     use std::io::Write;
     match action {
-        JournalAction::Verify { data } => {
+        JournalAction::Verify { data, instruments } => {
             let dir = gateway::exchange::journal_dir(&data);
             let (mut first, mut last) = (None, 0);
+            let mut snapshots = SnapshotCheck::new(&data, engine_config(instruments.as_ref())?)?;
             let r = engine::journal::scan(&dir, false, |r| {
                 first.get_or_insert(r.seq);
                 last = r.seq;
+                snapshots.apply(r);
             })?;
             println!(
                 "{}: {} records in {} segments, sequence {}..={}{}",
@@ -243,14 +252,10 @@ fn journal(action: JournalAction) -> anyhow::Result<()> {
                     String::new()
                 }
             );
-            Ok(())
+            snapshots.finish()
         }
         JournalAction::Replay { data, instruments } => {
-            let config = match instruments {
-                Some(p) => engine::EngineConfig::from_toml(&std::fs::read_to_string(p)?)?,
-                None => engine::EngineConfig::default_universe(),
-            };
-            let mut engine = engine::Engine::new(config);
+            let mut engine = engine::Engine::new(engine_config(instruments.as_ref())?);
             let mut events = Vec::new();
             let mut hash = engine::hash::StableHasher::new();
             let mut buf = [0u8; engine::event::MAX_EVENT_LEN];
@@ -288,6 +293,108 @@ fn journal(action: JournalAction) -> anyhow::Result<()> {
             out.flush()?;
             Ok(())
         }
+    }
+}
+
+/// The instrument universe a file names (the embedded one when none).
+fn engine_config(file: Option<&PathBuf>) -> anyhow::Result<engine::EngineConfig> {
+    Ok(match file {
+        Some(p) => engine::EngineConfig::from_toml(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )?,
+        None => engine::EngineConfig::default_universe(),
+    })
+}
+
+/// Checks snapshots against a replay of the journal: at each snapshot's sequence id, the
+/// replayed engine and feed must write exactly the snapshot's bytes.
+struct SnapshotCheck {
+    config: engine::EngineConfig,
+    /// Snapshots still ahead of the replay, newest first.
+    pending: Vec<(u64, PathBuf)>,
+    replay: Option<(engine::Engine, marketdata::Feed)>,
+    events: Vec<engine::Event>,
+    failures: Vec<String>,
+}
+
+impl SnapshotCheck {
+    fn new(data: &std::path::Path, config: engine::EngineConfig) -> anyhow::Result<SnapshotCheck> {
+        let dir = gateway::exchange::snapshots::snapshot_dir(data);
+        let mut pending = engine::snapshot::list(&dir)?;
+        pending.reverse();
+        // Only a replay that reaches a snapshot can check it.
+        let replay = (!pending.is_empty()).then(|| {
+            let symbols = config
+                .instruments
+                .iter()
+                .map(|i| i.symbol.clone())
+                .collect();
+            (
+                engine::Engine::new(config.clone()),
+                marketdata::Feed::new(symbols, marketdata::FeedConfig::default()),
+            )
+        });
+        Ok(SnapshotCheck {
+            config,
+            pending,
+            replay,
+            events: Vec::new(),
+            failures: Vec::new(),
+        })
+    }
+
+    fn apply(&mut self, r: &engine::journal::Record) {
+        let Some((engine, feed)) = self.replay.as_mut() else {
+            return;
+        };
+        engine.apply(&r.command, &mut self.events);
+        for e in self.events.drain(..) {
+            feed.apply(r.seq, r.timestamp, &e);
+        }
+        while let Some((seq, path)) = self.pending.last().cloned() {
+            if seq > r.seq {
+                break;
+            }
+            self.pending.pop();
+            let verdict = match engine::snapshot::read(&path) {
+                Err(e) => Err(e.to_string()),
+                Ok(s) if s.fingerprint != self.config.fingerprint() => {
+                    Err("taken under another instrument configuration".into())
+                }
+                Ok(s) => {
+                    let same = |name: &[u8; 4], bytes: Vec<u8>| s.section(name) == Some(&bytes[..]);
+                    if !same(&engine::Engine::SNAPSHOT_SECTION, engine.save()) {
+                        Err("the engine state differs from the replay's".into())
+                    } else if !same(&marketdata::Feed::SNAPSHOT_SECTION, feed.save()) {
+                        Err("the market-data state differs from the replay's".into())
+                    } else {
+                        Ok(())
+                    }
+                }
+            };
+            match verdict {
+                Ok(()) => println!("snapshot {seq}: equals the replay of the journal"),
+                Err(e) => {
+                    println!("snapshot {seq}: {e}");
+                    self.failures.push(format!("{}: {e}", path.display()));
+                }
+            }
+        }
+        if self.pending.is_empty() {
+            self.replay = None;
+        }
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        for (seq, _) in &self.pending {
+            println!("snapshot {seq}: beyond the end of the journal");
+        }
+        anyhow::ensure!(
+            self.failures.is_empty() && self.pending.is_empty(),
+            "{} snapshot(s) do not match the journal",
+            self.failures.len() + self.pending.len()
+        );
+        Ok(())
     }
 }
 
@@ -369,6 +476,9 @@ async fn run_exchange(args: RunArgs) -> anyhow::Result<()> {
     if let Some(s) = args.journal_sync {
         config.exchange.journal_sync = s;
     }
+    if let Some(n) = args.snapshot_every {
+        config.exchange.snapshot_every = n;
+    }
     if let Some(url) = args.database {
         config.reporting = Some(gateway::exchange::config::ReportingConfig { database: url });
     }
@@ -398,6 +508,7 @@ async fn run_exchange(args: RunArgs) -> anyhow::Result<()> {
                     next_id: std::sync::atomic::AtomicU64::new(
                         gateway::time::now_millis() as u64 * 1000,
                     ),
+                    recovery: Arc::clone(&exchange.recovery),
                 },
             });
             let app = gateway::http::router(state);

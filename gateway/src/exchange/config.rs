@@ -32,6 +32,13 @@ pub struct Params {
     /// Commands waiting for the engine.
     #[serde(default = "default_queue")]
     pub engine_queue: usize,
+    /// Journal records between snapshots of the engine and market data (0: none); a restart
+    /// replays the journal after the newest snapshot only.
+    #[serde(default = "default_snapshot_every")]
+    pub snapshot_every: u64,
+    /// Snapshots kept on disk.
+    #[serde(default = "default_snapshots_kept")]
+    pub snapshots_kept: usize,
     /// Whether the exchange opens today's trading session when it starts (when false, it
     /// starts closed and orders are rejected: no trading outside the session).
     #[serde(default = "default_true")]
@@ -107,6 +114,12 @@ fn default_rate() -> u32 {
 }
 fn default_queue() -> usize {
     65_536
+}
+fn default_snapshot_every() -> u64 {
+    1_000_000
+}
+fn default_snapshots_kept() -> usize {
+    2
 }
 
 /// The HTTP API's listening socket.

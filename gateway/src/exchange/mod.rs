@@ -15,12 +15,13 @@
 pub mod config;
 pub mod market_data;
 pub mod order_entry;
+pub mod snapshots;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -33,8 +34,8 @@ use engine::journal::{Journal, JournalOptions};
 use engine::types::{AccountId, ClOrdId, SessionId};
 use engine::{Command, Engine, EngineConfig, Event};
 
+use marketdata::FeedConfig;
 use marketdata::archive::Archive;
-use marketdata::{Feed, FeedConfig};
 
 use crate::acceptor::Acceptor;
 use crate::config::Role;
@@ -77,8 +78,6 @@ pub struct Exchange {
     md_stop: Arc<AtomicBool>,
     /// Books, trades and candles, shared with the HTTP data service.
     pub market_data: Arc<Mutex<MarketData>>,
-    /// Journal records replayed at start-up.
-    pub recovered: u64,
     /// Order entry, shared with the HTTP API.
     pub order_entry: Arc<Mutex<OrderEntry>>,
     /// HTTP API clients.
@@ -93,6 +92,21 @@ pub struct Exchange {
     reporting_stop: Arc<AtomicBool>,
     /// Where market-data connections run: one thread below the order flow's priority.
     md_io: Option<tokio::runtime::Runtime>,
+    snapshot_thread: Option<JoinHandle<()>>,
+    snapshot_stop: Arc<AtomicBool>,
+    /// How the start-up recovered, and the snapshots since.
+    pub recovery: Arc<RecoveryInfo>,
+}
+
+/// How the exchange recovered at start-up, and the snapshots written since.
+#[derive(Debug, Default)]
+pub struct RecoveryInfo {
+    /// The sequence id of the snapshot the start-up restored, if any.
+    pub restored_from: Option<u64>,
+    /// Journal records replayed after it.
+    pub replayed: u64,
+    /// The sequence id of the newest snapshot written since (0: none).
+    pub last_snapshot: Arc<AtomicU64>,
 }
 
 /// The last sequence id whose reports reached the session stores.
@@ -135,6 +149,19 @@ impl Watermark {
         if let Err(e) = self.file.write_all_at(&b, 0) {
             tracing::error!(error = %e, "cannot record delivered reports");
         }
+    }
+}
+
+/// The delivered watermark, on disk for restarts and in memory for the snapshot thread.
+struct Delivered {
+    file: Watermark,
+    seq: Arc<AtomicU64>,
+}
+
+impl Delivered {
+    fn set(&self, seq: u64) {
+        self.file.set(seq);
+        self.seq.store(seq, Ordering::Release);
     }
 }
 
@@ -381,15 +408,27 @@ impl Exchange {
             waiters: Arc::clone(&waiters),
         };
 
-        // Recovery: replay the journal; re-deliver what may not have reached the sessions.
+        // Recovery: the newest snapshot the reports were delivered for, then the journal after
+        // it; re-deliver what may not have reached the sessions.
         let (watermark, delivered) = Watermark::open(&data.join("delivered"))?;
-        let mut engine = Engine::new(engine_config.clone());
+        let feed_spec = snapshots::FeedSpec {
+            symbols: names.symbols.clone(),
+            config: FeedConfig::default(),
+        };
+        let snapshot_dir = snapshots::snapshot_dir(data);
+        let restored = snapshots::restore(&snapshot_dir, delivered, &engine_config, &feed_spec)
+            .with_context(|| format!("reading {}", snapshot_dir.display()))?;
+        let restored_from = restored.as_ref().map(|r| r.seq);
+        let (mut engine, feed) = match restored {
+            Some(r) => (r.engine, r.feed),
+            None => (Engine::new(engine_config.clone()), feed_spec.empty()),
+        };
         let mut events = Vec::new();
         let mut reports = Vec::new();
         let mut redelivered = 0u64;
         let candles = candle_dir(data);
         let mut md = MarketData {
-            feed: Feed::new(names.symbols.clone(), FeedConfig::default()),
+            feed,
             archive: Some(
                 Archive::create(&candles)
                     .with_context(|| format!("creating {}", candles.display()))?,
@@ -400,7 +439,8 @@ impl Exchange {
             segment_bytes: config.exchange.journal_segment_mb.max(1) << 20,
         };
         let started = std::time::Instant::now();
-        let (journal, recovery) = Journal::open(&journal_dir(data), options, |r| {
+        let from = restored_from.map_or(1, |s| s + 1);
+        let (journal, recovery) = Journal::open_from(&journal_dir(data), options, from, |r| {
             engine.apply(&r.command, &mut events);
             for e in &events {
                 md.feed.apply(r.seq, r.timestamp, e);
@@ -423,8 +463,10 @@ impl Exchange {
         md.archive_evicted();
         let market_data = Arc::new(Mutex::new(md));
         tracing::info!(
+            snapshot = restored_from.unwrap_or(0),
             records = recovery.records,
             segments = recovery.segments,
+            segments_skipped = recovery.skipped_segments,
             torn_bytes = recovery.truncated_bytes,
             redelivered,
             state_hash = format_args!("{:016x}", engine.state_hash()),
@@ -434,7 +476,7 @@ impl Exchange {
 
         // First start: fund the configured accounts. Every start: open today's session.
         let mut boot = Vec::new();
-        if recovery.records == 0 {
+        if last == 0 {
             for (i, a) in config.accounts.iter().enumerate() {
                 let account = AccountId(i as u32);
                 let cash = decimal_to_units(a.cash)
@@ -478,6 +520,7 @@ impl Exchange {
                 database: database.clone(),
                 engine: engine_config.clone(),
                 names: names.clone(),
+                snapshot_dir: Some(snapshot_dir.clone()),
             };
             let (progress, stop) = (Arc::clone(&progress), Arc::clone(&reporting_stop));
             Some(
@@ -512,8 +555,38 @@ impl Exchange {
                 .name("market-data".into())
                 .spawn(move || market_data::run(md_rx, md, acceptor, keys, &stop))?
         };
+        let delivered = Arc::new(AtomicU64::new(last));
+        let recovery = Arc::new(RecoveryInfo {
+            restored_from,
+            replayed: recovery.records,
+            last_snapshot: Arc::new(AtomicU64::new(restored_from.unwrap_or(0))),
+        });
+        let snapshot_stop = Arc::new(AtomicBool::new(false));
+        let snapshot_thread = if config.exchange.snapshot_every > 0 {
+            let s = snapshots::Snapshotter {
+                dir: snapshot_dir,
+                journal_dir: journal_dir(data),
+                engine: engine_config.clone(),
+                feed: feed_spec,
+                every: config.exchange.snapshot_every,
+                keep: config.exchange.snapshots_kept,
+            };
+            let (limit, stop) = (Arc::clone(&delivered), Arc::clone(&snapshot_stop));
+            let written = Arc::clone(&recovery.last_snapshot);
+            Some(
+                std::thread::Builder::new()
+                    .name("snapshots".into())
+                    .spawn(move || snapshots::run(s, limit, written, stop))?,
+            )
+        } else {
+            None
+        };
         let report_thread = {
             let acceptor = Arc::clone(&acceptor);
+            let watermark = Delivered {
+                file: watermark,
+                seq: delivered,
+            };
             std::thread::Builder::new()
                 .name("reports".into())
                 .spawn(move || {
@@ -530,7 +603,6 @@ impl Exchange {
             md_thread: Some(md_thread),
             md_stop,
             market_data,
-            recovered: recovery.records,
             order_entry,
             api_clients: api,
             waiters,
@@ -539,6 +611,9 @@ impl Exchange {
             reporting_thread,
             reporting_stop,
             md_io,
+            snapshot_thread,
+            snapshot_stop,
+            recovery,
         })
     }
 
@@ -558,6 +633,10 @@ impl Exchange {
         }
         self.md_stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.md_thread.take() {
+            let _ = t.join();
+        }
+        self.snapshot_stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.snapshot_thread.take() {
             let _ = t.join();
         }
         // The reporting flow stores what the journal holds, then stops.
@@ -681,7 +760,7 @@ fn run_reports(
     acceptor: &Acceptor<OrderEntry>,
     routes: &Routes,
     names: &Names,
-    watermark: &Watermark,
+    watermark: &Delivered,
     md: &SyncSender<MdInput>,
 ) {
     let mut reports: Vec<Report> = Vec::new();

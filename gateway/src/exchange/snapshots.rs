@@ -1,0 +1,169 @@
+//! Snapshots of the engine and the market-data feed, taken off the trading path, so that a
+//! restart replays only the journal after the newest one.
+//!
+//! A thread of its own (idle priority, like the reporting flow) follows the journal with its
+//! own engine and feed, exactly as a restart would replay it, and every `snapshot_every`
+//! records writes their state (see [`engine::snapshot`]). It never reads past what the
+//! execution reports have been delivered for: a restart replays from the snapshot on, and
+//! must still be able to re-deliver every report the sessions may not have stored.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use engine::journal::Follower;
+use engine::snapshot::{self, Snapshot, SnapshotError};
+use engine::{Engine, EngineConfig};
+use marketdata::{Feed, FeedConfig};
+
+/// Where snapshots live under the data directory.
+pub fn snapshot_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("snapshots")
+}
+
+/// State restored from a snapshot.
+pub struct Restored {
+    /// The last sequence id the state includes.
+    pub seq: u64,
+    /// The engine.
+    pub engine: Engine,
+    /// The market-data feed.
+    pub feed: Feed,
+}
+
+/// What the market-data feed is built from.
+#[derive(Clone)]
+pub struct FeedSpec {
+    /// Symbol names by id.
+    pub symbols: Vec<String>,
+    /// Tuning.
+    pub config: FeedConfig,
+}
+
+impl FeedSpec {
+    /// An empty feed.
+    pub fn empty(&self) -> Feed {
+        Feed::new(self.symbols.clone(), self.config.clone())
+    }
+}
+
+/// The state of the newest usable snapshot at or below `max_seq`, if any. Snapshots passed over
+/// (damaged, or taken under another configuration) are logged: they cost replay time only.
+pub fn restore(
+    dir: &Path,
+    max_seq: u64,
+    engine: &EngineConfig,
+    feed: &FeedSpec,
+) -> Result<Option<Restored>, SnapshotError> {
+    let load = |s: &Snapshot| {
+        let section = |name: &[u8; 4]| {
+            s.section(name).ok_or_else(|| {
+                SnapshotError::Corrupt(format!("no {} section", name.escape_ascii()))
+            })
+        };
+        let e = Engine::load(engine.clone(), section(&Engine::SNAPSHOT_SECTION)?)?;
+        let f = Feed::load(
+            feed.symbols.clone(),
+            feed.config.clone(),
+            section(&Feed::SNAPSHOT_SECTION)?,
+        )?;
+        Ok((e, f))
+    };
+    let (found, skipped) = snapshot::newest_usable(dir, max_seq, engine.fingerprint(), load)?;
+    for (path, e) in skipped {
+        tracing::warn!(snapshot = %path.display(), error = %e, "snapshot passed over");
+    }
+    Ok(found.map(|(s, (engine, feed))| Restored {
+        seq: s.seq,
+        engine,
+        feed,
+    }))
+}
+
+/// What the snapshot thread works with.
+pub struct Snapshotter {
+    /// Where snapshots are written.
+    pub dir: PathBuf,
+    /// The journal it follows.
+    pub journal_dir: PathBuf,
+    /// The engine configuration.
+    pub engine: EngineConfig,
+    /// The feed's.
+    pub feed: FeedSpec,
+    /// Records between snapshots.
+    pub every: u64,
+    /// Snapshots kept on disk.
+    pub keep: usize,
+}
+
+/// Follows the journal up to `limit` (the last sequence id whose reports were delivered) and
+/// writes a snapshot every `every` records, setting `written` to its sequence id, until `stop`
+/// is set.
+pub fn run(s: Snapshotter, limit: Arc<AtomicU64>, written: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
+    reporting::follow::lower_priority();
+    let (mut engine, mut feed, mut last_snapshot) =
+        match restore(&s.dir, u64::MAX, &s.engine, &s.feed) {
+            Ok(Some(r)) => (r.engine, r.feed, r.seq),
+            Ok(None) => (Engine::new(s.engine.clone()), s.feed.empty(), 0),
+            Err(e) => {
+                tracing::error!(error = %e, "snapshots stopped: their directory cannot be read");
+                return;
+            }
+        };
+    let mut follower = Follower::at(&s.journal_dir, last_snapshot + 1);
+    let (mut events, mut out) = (Vec::new(), Vec::new());
+    let mut timestamp = 0;
+    while !stop.load(Ordering::Acquire) {
+        let up_to = limit.load(Ordering::Acquire);
+        let polled = follower.poll(up_to, 4096, |r| {
+            engine.apply(&r.command, &mut events);
+            for e in &events {
+                feed.apply(r.seq, r.timestamp, e);
+            }
+            events.clear();
+            timestamp = r.timestamp;
+        });
+        match polled {
+            Err(e) => {
+                tracing::error!(error = %e, "snapshots stopped: the journal cannot be read");
+                return;
+            }
+            Ok(0) => {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            Ok(_) => {}
+        }
+        // Nobody subscribes to this feed: a flush just forgets the changes.
+        feed.flush(&mut |_| true, &mut out);
+        out.clear();
+        feed.take_evicted();
+        let seq = follower.next_seq() - 1;
+        if seq - last_snapshot >= s.every {
+            let started = Instant::now();
+            let (e, f) = (engine.save(), feed.save());
+            let result = snapshot::write(
+                &s.dir,
+                seq,
+                timestamp,
+                s.engine.fingerprint(),
+                &[(Engine::SNAPSHOT_SECTION, &e), (Feed::SNAPSHOT_SECTION, &f)],
+            )
+            .and_then(|_| snapshot::prune(&s.dir, s.keep.max(1)));
+            match result {
+                Ok(()) => {
+                    written.store(seq, Ordering::Release);
+                    tracing::info!(
+                        seq,
+                        bytes = e.len() + f.len(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "snapshot written"
+                    )
+                }
+                Err(e) => tracing::error!(seq, error = %e, "snapshot not written"),
+            }
+            last_snapshot = seq;
+        }
+    }
+}
