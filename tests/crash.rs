@@ -116,7 +116,11 @@ fn acknowledged_orders_survive_kill_9_under_load() {
     // The snapshot thread runs at idle priority: give it time to catch up.
     let deadline = Instant::now() + Duration::from_secs(60);
     while status(&ex)["lastSnapshotSeq"].as_u64() == Some(0) {
-        assert!(Instant::now() < deadline, "no snapshot written: {}", status(&ex));
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot written: {}",
+            status(&ex)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let snapshot = status(&ex)["lastSnapshotSeq"].as_u64().unwrap();
@@ -166,6 +170,10 @@ fn acknowledged_orders_survive_kill_9_under_load() {
         .output()
         .expect("run journal verify");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("equals the replay"), "{text}");
 }

@@ -165,8 +165,9 @@ fn record_crc(body: &[u8]) -> u32 {
     crc32c::crc32c(body)
 }
 
-/// Decodes the record at the start of `b`: `Ok((record, length))`, or why it is invalid.
-fn decode_record(b: &[u8]) -> Result<(Record, usize), String> {
+/// Checks the framing and CRC of the record at the start of `b`: `Ok((sequence id, length))`,
+/// or why it is invalid.
+fn check_record(b: &[u8]) -> Result<(u64, usize), String> {
     if b.len() < RECORD_HEADER {
         return Err(format!("record header cut short ({} bytes)", b.len()));
     }
@@ -183,20 +184,31 @@ fn decode_record(b: &[u8]) -> Result<(Record, usize), String> {
         return Err("CRC32C mismatch".into());
     }
     let seq = u64::from_le_bytes(b[8..16].try_into().unwrap_or_default());
+    Ok((seq, total))
+}
+
+/// Decodes the command of a record [`check_record`] accepted.
+fn decode_checked(b: &[u8], seq: u64, total: usize) -> Result<Record, String> {
     let timestamp = i64::from_le_bytes(b[16..24].try_into().unwrap_or_default());
     let (command, used) =
         Command::decode(&b[RECORD_HEADER..total]).map_err(|e| format!("bad command: {e}"))?;
-    if used != len {
-        return Err(format!("command is {used} bytes in a {len}-byte record"));
+    if used != total - RECORD_HEADER {
+        return Err(format!(
+            "command is {used} bytes in a {}-byte record",
+            total - RECORD_HEADER
+        ));
     }
-    Ok((
-        Record {
-            seq,
-            timestamp,
-            command,
-        },
-        total,
-    ))
+    Ok(Record {
+        seq,
+        timestamp,
+        command,
+    })
+}
+
+/// Decodes the record at the start of `b`: `Ok((record, length))`, or why it is invalid.
+fn decode_record(b: &[u8]) -> Result<(Record, usize), String> {
+    let (seq, total) = check_record(b)?;
+    Ok((decode_checked(b, seq, total)?, total))
 }
 
 /// Reads every record in order, calling `f` for each. With `repair`, a torn tail in the last
@@ -276,21 +288,30 @@ pub fn scan_from(
         }
         let mut off = SEGMENT_HEADER;
         while off < data.len() {
-            match decode_record(&data[off..]) {
-                Ok((r, len)) => {
+            // Records before `from` are framed and CRC-checked, not decoded: a snapshot
+            // holds their effect.
+            let b = &data[off..];
+            let checked = check_record(b).and_then(|(seq, len)| {
+                let r = (seq >= from)
+                    .then(|| decode_checked(b, seq, len))
+                    .transpose()?;
+                Ok((seq, len, r))
+            });
+            match checked {
+                Ok((seq, len, r)) => {
                     let want = expected.unwrap_or(*first);
-                    if r.seq != want {
+                    if seq != want {
                         return Err(corrupt(
                             off,
-                            format!("sequence {} where {want} was expected", r.seq),
+                            format!("sequence {seq} where {want} was expected"),
                         ));
                     }
-                    if r.seq >= from {
+                    if let Some(r) = r {
                         f(&r);
                         rec.records += 1;
                     }
-                    rec.next_seq = r.seq + 1;
-                    expected = Some(r.seq + 1);
+                    rec.next_seq = seq + 1;
+                    expected = Some(seq + 1);
                     off += len;
                 }
                 Err(reason) => {

@@ -2,7 +2,7 @@
 //!
 //! The file store keeps, per session, a `seqnums` file (rewritten in place on every change, or
 //! for the sender number ahead in blocks, see [`FileStore::with_sender_block`]) and an
-//! append-only `messages` log of `[seq u64][len u32][bytes][crc32 u32]` records. Writes
+//! append-only `messages` log of `[seq u64][len u32][bytes][crc32c u32]` records. Writes
 //! go straight to the kernel, so they survive a kill -9 of the process; `fsync` makes them
 //! survive a power loss too, at a cost per message. On open, a torn record at the tail (a crash
 //! in the middle of a write) is cut off; the index of the log is rebuilt in memory.
@@ -143,7 +143,9 @@ impl FileStore {
                 break;
             }
             let crc = u32::from_le_bytes(bytes[pos + 12 + len..end].try_into().expect("4 bytes"));
-            if crc32(&bytes[pos + 12..pos + 12 + len]) != crc {
+            let body = &bytes[pos + 12..pos + 12 + len];
+            // Logs written before the switch to CRC32C carry a CRC-32: still read.
+            if crc32c::crc32c(body) != crc && legacy_crc32(body) != crc {
                 break;
             }
             index.insert(seq, ((pos + 12) as u64, len as u32));
@@ -229,7 +231,7 @@ impl MessageStore for FileStore {
         rec.extend_from_slice(&seq.to_le_bytes());
         rec.extend_from_slice(&(msg.len() as u32).to_le_bytes());
         rec.extend_from_slice(msg);
-        rec.extend_from_slice(&crc32(msg).to_le_bytes());
+        rec.extend_from_slice(&crc32c::crc32c(msg).to_le_bytes());
         self.log.write_all(&rec)?;
         if self.fsync {
             self.log.sync_data()?;
@@ -280,8 +282,9 @@ fn read_at(f: &mut File, off: u64, buf: &mut [u8]) -> io::Result<()> {
     f.read_exact(buf)
 }
 
-/// CRC-32 (IEEE), bitwise: the log is written once per message, not in a hot loop.
-fn crc32(data: &[u8]) -> u32 {
+/// CRC-32 (IEEE), bitwise, as older logs carry it: only computed for a record whose CRC32C
+/// does not match (a bitwise CRC of every message made opening a day's log take seconds).
+fn legacy_crc32(data: &[u8]) -> u32 {
     let mut crc = !0u32;
     for &b in data {
         crc ^= u32::from(b);
@@ -382,7 +385,31 @@ mod tests {
     }
 
     #[test]
+    fn logs_with_the_older_crc_still_open_and_a_bad_crc_is_a_torn_tail() {
+        let dir = tmp("legacy");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut log = Vec::new();
+        for (seq, msg, crc) in [
+            (1u64, &b"old"[..], legacy_crc32(b"old")),
+            (2, b"new", crc32c::crc32c(b"new")),
+            (3, b"bad", 0xDEAD_BEEF),
+        ] {
+            log.extend_from_slice(&seq.to_le_bytes());
+            log.extend_from_slice(&(msg.len() as u32).to_le_bytes());
+            log.extend_from_slice(msg);
+            log.extend_from_slice(&crc.to_le_bytes());
+        }
+        std::fs::write(dir.join("messages"), &log).unwrap();
+        let mut s = FileStore::open(&dir, false).unwrap();
+        assert_eq!(
+            s.range(1, 3).unwrap(),
+            vec![(1, b"old".to_vec()), (2, b"new".to_vec())]
+        );
+        assert_eq!(s.next_sender(), 3);
+    }
+
+    #[test]
     fn crc_matches_the_standard_check_value() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(legacy_crc32(b"123456789"), 0xCBF4_3926);
     }
 }

@@ -415,10 +415,12 @@ impl Exchange {
             symbols: names.symbols.clone(),
             config: FeedConfig::default(),
         };
+        let started = std::time::Instant::now();
         let snapshot_dir = snapshots::snapshot_dir(data);
         let restored = snapshots::restore(&snapshot_dir, delivered, &engine_config, &feed_spec)
             .with_context(|| format!("reading {}", snapshot_dir.display()))?;
         let restored_from = restored.as_ref().map(|r| r.seq);
+        let restore_ms = started.elapsed().as_millis() as u64;
         let (mut engine, feed) = match restored {
             Some(r) => (r.engine, r.feed),
             None => (Engine::new(engine_config.clone()), feed_spec.empty()),
@@ -438,7 +440,6 @@ impl Exchange {
             sync: config.sync_policy()?,
             segment_bytes: config.exchange.journal_segment_mb.max(1) << 20,
         };
-        let started = std::time::Instant::now();
         let from = restored_from.map_or(1, |s| s + 1);
         let (journal, recovery) = Journal::open_from(&journal_dir(data), options, from, |r| {
             engine.apply(&r.command, &mut events);
@@ -470,6 +471,7 @@ impl Exchange {
             torn_bytes = recovery.truncated_bytes,
             redelivered,
             state_hash = format_args!("{:016x}", engine.state_hash()),
+            restore_ms,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "journal replayed"
         );
