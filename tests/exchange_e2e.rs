@@ -230,6 +230,27 @@ fn every_reject_path_answers_with_a_reason() {
     c1.cancel("C9", "NEVER", "DEMO1", "AAPL", 1);
     let m = c1.expect("9");
     assert_fields(&m, &[(11, "C9"), (102, "1"), (37, "NONE")]);
+    // A cancel of its own working order for an account it may not trade: refused before the
+    // engine, yet journaled (so reported and stored like an engine reject) and answered with
+    // the order's real status.
+    c1.cancel("C10", "F1", "DEMO2", "AAPL", 1);
+    let m = c1.expect("9");
+    assert_fields(
+        &m,
+        &[(11, "C10"), (41, "F1"), (434, "1"), (102, "99"), (39, "0")],
+    );
+    assert_ne!(m.get(37), Some("NONE"), "{m:?}");
+    let dump = std::process::Command::new(exchange_tests::exchange_binary())
+        .args(["journal", "dump", "--data"])
+        .arg(&ex.data)
+        .output()
+        .expect("journal dump");
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        dump.lines()
+            .any(|l| l.contains("RefuseCancel") && l.contains("NotEntitled")),
+        "the refusal is not in the journal"
+    );
     // An unsupported message type: BusinessMessageReject.
     c1.send("x", &[(320, "1".into()), (559, "0".into())]);
     let m = c1.recv(Duration::from_secs(10)).expect("an answer");

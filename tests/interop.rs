@@ -12,7 +12,7 @@ use exchange_examples::book::{Books, Update};
 use exchange_examples::{Client, ClientOptions, FixMsg, run_client};
 use exchange_tests::{Server, free_port, start_exchange, start_exchange_with, temp_dir};
 
-const WAIT: Duration = Duration::from_secs(10);
+const WAIT: Duration = Duration::from_secs(30);
 
 fn options(ex: &Server, begin: &str, sender: &str, user: &str, password: &str) -> ClientOptions {
     let mut o = ClientOptions::new(ex.port, begin, sender, user, password);

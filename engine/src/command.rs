@@ -193,6 +193,27 @@ layout!(
     } == 71
 );
 
+/// A cancel or cancel/replace the gateway refused before the engine (entitlement, rate limit,
+/// field values): journaled so that the refusal is reported and stored like an engine
+/// reject. The engine only turns it into a CancelRejected event (with the order's status when
+/// the order is the session's); nothing else changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefusedCancel {
+    /// The request as the gateway understood it (zero where a value could not be read).
+    pub request: CancelOrder,
+    /// Whether it was a cancel/replace.
+    pub is_replace: bool,
+    /// Why it was refused.
+    pub reason: RejectReason,
+}
+layout!(
+    RefusedCancel {
+        request: CancelOrder,
+        is_replace: bool,
+        reason: RejectReason
+    } == 102
+);
+
 /// An input of the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -212,6 +233,8 @@ pub enum Command {
     CloseTrading(CloseTrading),
     /// An order refused by the gateway, to be reported as rejected.
     Refuse(Refused),
+    /// A cancel or replace refused by the gateway, to be reported as a cancel reject.
+    RefuseCancel(RefusedCancel),
 }
 
 const fn max(a: usize, b: usize) -> usize {
@@ -224,7 +247,10 @@ pub const MAX_COMMAND_LEN: usize = 2 + max(
         max(NewOrder::LEN, CancelOrder::LEN),
         max(ReplaceOrder::LEN, Transfer::LEN),
     ),
-    max(max(OpenTrading::LEN, CloseTrading::LEN), Refused::LEN),
+    max(
+        max(OpenTrading::LEN, CloseTrading::LEN),
+        max(Refused::LEN, RefusedCancel::LEN),
+    ),
 );
 const _: () = assert!(MAX_COMMAND_LEN == 117);
 
@@ -239,6 +265,7 @@ impl Command {
             Command::OpenTrading(_) => 6,
             Command::CloseTrading(_) => 7,
             Command::Refuse(_) => 8,
+            Command::RefuseCancel(_) => 9,
         }
     }
 
@@ -252,6 +279,7 @@ impl Command {
             Command::OpenTrading(_) => OpenTrading::LEN,
             Command::CloseTrading(_) => CloseTrading::LEN,
             Command::Refuse(_) => Refused::LEN,
+            Command::RefuseCancel(_) => RefusedCancel::LEN,
         }
     }
 
@@ -270,6 +298,7 @@ impl Command {
             Command::OpenTrading(c) => c.write(&mut w),
             Command::CloseTrading(c) => c.write(&mut w),
             Command::Refuse(c) => c.write(&mut w),
+            Command::RefuseCancel(c) => c.write(&mut w),
         }
         assert_eq!(w.position(), len);
         len
@@ -291,6 +320,7 @@ impl Command {
             6 => Command::OpenTrading(OpenTrading::read(&mut r)?),
             7 => Command::CloseTrading(CloseTrading::read(&mut r)?),
             8 => Command::Refuse(Refused::read(&mut r)?),
+            9 => Command::RefuseCancel(RefusedCancel::read(&mut r)?),
             k => return Err(DecodeError::Kind(k)),
         };
         Ok((cmd, r.position()))

@@ -10,7 +10,9 @@ mod persist;
 use rustc_hash::FxHashMap;
 
 use crate::book::{Arena, Book, NIL, Order, Slot};
-use crate::command::{Asset, CancelOrder, Command, NewOrder, ReplaceOrder, Transfer};
+use crate::command::{
+    Asset, CancelOrder, Command, NewOrder, RefusedCancel, ReplaceOrder, Transfer,
+};
 use crate::config::{EngineConfig, Instrument, Limits, StpMode};
 use crate::event::{
     Accepted, CancelRejected, Canceled, Event, Expired, Fill, OrderView, Rejected, Replaced, Trade,
@@ -165,6 +167,10 @@ impl Keys {
             }
             Command::Cancel(o) => (o.session, &o.cl_ord_id, &o.orig_cl_ord_id, o.order_id),
             Command::Replace(o) => (o.session, &o.cl_ord_id, &o.orig_cl_ord_id, o.order_id),
+            Command::RefuseCancel(r) => {
+                let o = &r.request;
+                (o.session, &o.cl_ord_id, &o.orig_cl_ord_id, o.order_id)
+            }
             _ => return Keys::NONE,
         };
         let has_orig = order_id.0 == 0;
@@ -212,6 +218,13 @@ impl OrderRequest {
             symbol: c.symbol,
             side: c.side,
             is_replace: false,
+        }
+    }
+
+    fn refused(r: &RefusedCancel) -> OrderRequest {
+        OrderRequest {
+            is_replace: r.is_replace,
+            ..OrderRequest::cancel(&r.request)
         }
     }
 
@@ -301,6 +314,7 @@ impl Engine {
             Command::OpenTrading(c) => self.on_open(c.trading_day, out),
             Command::CloseTrading(_) => self.on_close(out),
             Command::Refuse(r) => self.reject_order(&r.order, r.reason, out),
+            Command::RefuseCancel(r) => self.on_refused_cancel(r, keys, out),
         }
     }
 
@@ -1116,6 +1130,18 @@ impl Engine {
             canceled_qty: o.leaves,
             reason: CancelReason::Requested,
         }));
+    }
+
+    /// A request the gateway refused: its cancel reject, with the status of the order it names
+    /// when that order is the session's own (nobody learns about another session's orders).
+    fn on_refused_cancel(&mut self, r: &RefusedCancel, keys: Keys, out: &mut Vec<Event>) {
+        let c = &r.request;
+        let found = self
+            .locate(c.order_id, keys)
+            .ok()
+            .filter(|&s| self.arena[s].session == c.session);
+        let request = OrderRequest::refused(r);
+        self.reject_cancel(&request, found, OrderId(0), r.reason, out);
     }
 
     fn on_replace(&mut self, c: &ReplaceOrder, keys: Keys, out: &mut Vec<Event>) {

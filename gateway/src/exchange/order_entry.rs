@@ -2,17 +2,18 @@
 //! checked against the session's entitlements and rate limit, and normalized into binary
 //! engine commands.
 //!
-//! A new order refused here goes to the engine as a `Refused` command when it names a known
-//! account and symbol, so the refusal is journaled, reported, drop-copied and stored like any
-//! reject; anything else refused here is answered at once (an ExecutionReport or
-//! OrderCancelReject with the reason). Everything accepted goes to the engine thread, whose
+//! A new order refused here goes to the engine as a `Refused` command, a cancel or replace as a
+//! `RefusedCancel` command, when it names a known account and symbol, so the refusal is
+//! journaled, reported and stored like any reject (and a refused order drop-copied); anything
+//! else refused here is answered at once (an ExecutionReport or OrderCancelReject with the
+//! reason). Everything accepted goes to the engine thread, whose
 //! events produce the reports.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Instant;
 
-use engine::command::{CancelOrder, NewOrder, Refused, ReplaceOrder};
+use engine::command::{CancelOrder, NewOrder, Refused, RefusedCancel, ReplaceOrder};
 use engine::config::decimal_to_units;
 use engine::types::{
     AccountId, ClOrdId, OrdType, OrderId, Price, Qty, SessionId, Side, SymbolId, TimeInForce,
@@ -270,41 +271,48 @@ impl OrderEntry {
         r
     }
 
+    /// The session, account and symbol a refused request names, when all are known, so that
+    /// the refusal can be journaled; `None` as well when the engine queue is full.
+    fn refused_names(
+        &self,
+        key: &SessionKey,
+        msg: &impl Fields,
+        reason: RejectReason,
+    ) -> Option<(SessionId, AccountId, SymbolId)> {
+        if reason == RejectReason::CapacityExceeded {
+            return None;
+        }
+        let s = self.sessions.get(key)?;
+        let account = match msg.get(tag::ACCOUNT) {
+            Some(name) => self.accounts.get(name).copied(),
+            None if s.accounts.len() == 1 => Some(s.accounts[0].1),
+            None => None,
+        }?;
+        let symbol = msg
+            .get(tag::SYMBOL)
+            .and_then(|x| self.symbols.get(x))
+            .copied()?;
+        Some((s.id, account, symbol))
+    }
+
     /// Sends a refused new order to the engine as a [`Refused`] command, so that the refusal
     /// is sequenced, journaled, reported, drop-copied and stored like an engine reject. Only
     /// an order that names a known account and symbol with a readable ClOrdID, side, order
     /// type and time in force can be; returns whether this one was (otherwise the caller
     /// answers it directly). A full engine queue also leaves it to the caller.
     fn journal_refusal(&self, key: &SessionKey, msg: &impl Fields, reason: RejectReason) -> bool {
-        if reason == RejectReason::CapacityExceeded {
-            return false;
-        }
-        let Some(s) = self.sessions.get(key) else {
+        let Some((session, account, symbol)) = self.refused_names(key, msg, reason) else {
             return false;
         };
-        let account = match msg.get(tag::ACCOUNT) {
-            Some(name) => self.accounts.get(name).copied(),
-            None if s.accounts.len() == 1 => Some(s.accounts[0].1),
-            None => None,
-        };
-        let symbol = msg
-            .get(tag::SYMBOL)
-            .and_then(|x| self.symbols.get(x))
-            .copied();
         let ord_type = order_type(msg);
         let tif = time_in_force(msg);
-        let (Some(account), Some(symbol), Some(ord_type), Some(tif), Ok(side), Ok(cl_ord_id)) = (
-            account,
-            symbol,
-            ord_type,
-            tif,
-            side(msg),
-            cl_ord_id(msg, tag::CL_ORD_ID),
-        ) else {
+        let (Some(ord_type), Some(tif), Ok(side), Ok(cl_ord_id)) =
+            (ord_type, tif, side(msg), cl_ord_id(msg, tag::CL_ORD_ID))
+        else {
             return false;
         };
         let order = NewOrder {
-            session: s.id,
+            session,
             account,
             cl_ord_id,
             symbol,
@@ -323,6 +331,45 @@ impl OrderEntry {
             .is_ok()
     }
 
+    /// Sends a refused cancel or replace to the engine as a [`RefusedCancel`] command, like
+    /// [`Self::journal_refusal`] for new orders: the request must name a known account and
+    /// symbol with a readable ClOrdID, side and order reference. Returns whether it was sent.
+    fn journal_cancel_refusal(
+        &self,
+        key: &SessionKey,
+        msg: &impl Fields,
+        is_replace: bool,
+        reason: RejectReason,
+    ) -> bool {
+        let Some((session, account, symbol)) = self.refused_names(key, msg, reason) else {
+            return false;
+        };
+        let (Ok(side), Ok(cl_ord_id), Ok(orig_cl_ord_id), Ok(order_id)) = (
+            side(msg),
+            cl_ord_id(msg, tag::CL_ORD_ID),
+            cl_ord_id_opt(msg, tag::ORIG_CL_ORD_ID),
+            order_id(msg),
+        ) else {
+            return false;
+        };
+        let request = CancelOrder {
+            session,
+            account,
+            cl_ord_id,
+            orig_cl_ord_id,
+            order_id,
+            symbol,
+            side,
+        };
+        self.tx
+            .try_send(Command::RefuseCancel(RefusedCancel {
+                request,
+                is_replace,
+                reason,
+            }))
+            .is_ok()
+    }
+
     fn cancel_or_replace(
         &mut self,
         key: &SessionKey,
@@ -332,15 +379,7 @@ impl OrderEntry {
         let (session, account) = self.admit(key, msg)?;
         let cl_ord_id = cl_ord_id(msg, tag::CL_ORD_ID)?;
         let orig_cl_ord_id = cl_ord_id_opt(msg, tag::ORIG_CL_ORD_ID)?;
-        let order_id = match msg.get(tag::ORDER_ID) {
-            None | Some(b"NONE") => OrderId(0),
-            Some(v) => OrderId(
-                std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or((RejectReason::UnknownOrder, "unknown OrderID"))?,
-            ),
-        };
+        let order_id = order_id(msg)?;
         if order_id.0 == 0 && orig_cl_ord_id.is_empty() {
             return Err((
                 RejectReason::UnknownOrder,
@@ -379,6 +418,19 @@ impl OrderEntry {
             })
         };
         self.send(cmd)
+    }
+}
+
+/// OrderID (37) of a cancel or replace: 0 when absent (or `NONE`), the order is then named by
+/// OrigClOrdID.
+fn order_id(msg: &impl Fields) -> Result<OrderId, Refusal> {
+    match msg.get(tag::ORDER_ID) {
+        None | Some(b"NONE") => Ok(OrderId(0)),
+        Some(v) => std::str::from_utf8(v)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(OrderId)
+            .ok_or((RejectReason::UnknownOrder, "unknown OrderID")),
     }
 }
 
@@ -521,7 +573,9 @@ impl Application for OrderEntry {
             }
             t @ (b"F" | b"G") => {
                 let replace = t == b"G";
-                if let Err((reason, text)) = self.cancel_or_replace(key, msg, replace) {
+                if let Err((reason, text)) = self.cancel_or_replace(key, msg, replace)
+                    && !self.journal_cancel_refusal(key, msg, replace, reason)
+                {
                     reply.push(gateway_cancel_reject(
                         get(tag::CL_ORD_ID),
                         get(tag::ORIG_CL_ORD_ID),

@@ -1,7 +1,7 @@
 //! Snapshots of the engine and the market-data feed, taken off the trading path, so that a
 //! restart replays only the journal after the newest one.
 //!
-//! A thread of its own (idle priority, like the reporting flow) follows the journal with its
+//! A thread of its own (the lowest normal priority, nice 19) follows the journal with its
 //! own engine and feed, exactly as a restart would replay it, and every `snapshot_every`
 //! records writes their state (see [`engine::snapshot`]). It never reads past what the
 //! execution reports have been delivered for: a restart replays from the snapshot on, and
@@ -101,7 +101,7 @@ pub struct Snapshotter {
 /// writes a snapshot every `every` records, setting `written` to its sequence id, until `stop`
 /// is set.
 pub fn run(s: Snapshotter, limit: Arc<AtomicU64>, written: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
-    reporting::follow::lower_priority();
+    background_priority();
     let (mut engine, mut feed, mut last_snapshot) =
         match restore(&s.dir, u64::MAX, &s.engine, &s.feed) {
             Ok(Some(r)) => (r.engine, r.feed, r.seq),
@@ -164,6 +164,18 @@ pub fn run(s: Snapshotter, limit: Arc<AtomicU64>, written: Arc<AtomicU64>, stop:
                 Err(e) => tracing::error!(seq, error = %e, "snapshot not written"),
             }
             last_snapshot = seq;
+        }
+    }
+}
+
+/// Nice 19: the order flow always goes first, yet snapshots still progress on a machine that
+/// is never idle (under SCHED_IDLE a saturated machine starved them for minutes).
+fn background_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: a plain system call on the calling thread (who 0) with valid arguments.
+    unsafe {
+        if libc::setpriority(libc::PRIO_PROCESS, 0, 19) != 0 {
+            tracing::debug!("could not lower the snapshot thread's priority");
         }
     }
 }
