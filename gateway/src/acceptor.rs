@@ -106,6 +106,30 @@ impl<A: Application + Send + 'static> Acceptor<A> {
         true
     }
 
+    /// Queues an application message without waking the connection yet: a sender with many
+    /// messages queues them all, then calls [`Acceptor::release`] once.
+    pub fn queue(&self, key: &SessionKey, msg: &Outgoing) -> bool {
+        let Some(slot) = self.slots.get(key) else {
+            return false;
+        };
+        let mut st = slot.lock();
+        st.session.hold();
+        st.session.send_app(now_millis(), msg);
+        true
+    }
+
+    /// Writes what a session saved to its store since the last flush (one write for all of
+    /// it), then wakes its connection to send what was queued.
+    pub fn release(&self, key: &SessionKey) {
+        if let Some(slot) = self.slots.get(key) {
+            let mut st = slot.lock();
+            st.session.release();
+            if let Some((_, n)) = &st.conn {
+                n.notify_one();
+            }
+        }
+    }
+
     /// Bytes waiting to be written on a logged-on session; `None` when it is not logged on.
     pub fn backlog(&self, key: &SessionKey) -> Option<usize> {
         let st = self.slots.get(key)?.lock();

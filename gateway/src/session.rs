@@ -211,6 +211,8 @@ pub struct Session {
     out: VecDeque<Output>,
     /// Bytes of the `Send` outputs in `out`.
     out_bytes: usize,
+    /// Set while a sender queues a group of messages (see [`Session::hold`]).
+    held: bool,
     enc: Encoder,
 }
 
@@ -235,6 +237,7 @@ impl Session {
             c: Conn::default(),
             out: VecDeque::new(),
             out_bytes: 0,
+            held: false,
             enc: Encoder::new(),
         }
     }
@@ -269,13 +272,39 @@ impl Session {
         self.store.next_target()
     }
 
-    /// Takes the next output.
+    /// Takes the next output (none while held). Messages saved but not yet written to the
+    /// store are written first: nothing leaves for the socket before the store has it.
     pub fn poll(&mut self) -> Option<Output> {
+        if self.held {
+            return None;
+        }
+        if matches!(self.out.front(), Some(Output::Send(_)))
+            && let Err(e) = self.store.flush()
+        {
+            self.out.clear();
+            self.out_bytes = 0;
+            self.store_failed(e);
+        }
         let o = self.out.pop_front();
         if let Some(Output::Send(b)) = &o {
             self.out_bytes -= b.len();
         }
         o
+    }
+
+    /// Holds the output while a sender queues a group of messages, so that the group is
+    /// stored in one write and sent together; [`Session::release`] ends it.
+    pub fn hold(&mut self) {
+        self.held = true;
+    }
+
+    /// Ends a [`Session::hold`]: writes the messages saved since the last flush to the store
+    /// (a failure disconnects) and lets the output go.
+    pub fn release(&mut self) {
+        self.held = false;
+        if let Err(e) = self.store.flush() {
+            self.store_failed(e);
+        }
     }
 
     /// Number of outputs waiting.

@@ -22,8 +22,13 @@ pub trait MessageStore: Send {
     fn set_next_sender(&mut self, n: u64) -> io::Result<()>;
     /// Sets the next target sequence number.
     fn set_next_target(&mut self, n: u64) -> io::Result<()>;
-    /// Stores a sent message under its sequence number.
+    /// Stores a sent message under its sequence number. A store may hold it in memory until
+    /// [`MessageStore::flush`]; the session flushes before any message leaves for the socket.
     fn save(&mut self, seq: u64, msg: &[u8]) -> io::Result<()>;
+    /// Writes the messages saved since the last flush (one write for all of them).
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
     /// Sent messages with sequence numbers in `begin..=end`, in order.
     fn range(&mut self, begin: u64, end: u64) -> io::Result<Vec<(u64, Vec<u8>)>>;
     /// Forgets all messages and sets both sequence numbers to 1.
@@ -90,7 +95,10 @@ pub struct FileStore {
     log: File,
     /// Offset and length of each stored message's bytes in the log.
     index: BTreeMap<u64, (u64, u32)>,
+    /// Log offset after the last saved message, the ones not yet flushed included.
     end: u64,
+    /// Saved records not yet written to the log.
+    pending: Vec<u8>,
     fsync: bool,
     seqnums: File,
     /// Sender numbers are written this far ahead (0: exactly), see [`FileStore::with_sender_block`].
@@ -172,6 +180,7 @@ impl FileStore {
             log,
             index,
             end: pos as u64,
+            pending: Vec::new(),
             fsync,
             seqnums,
             sender_block: 0,
@@ -227,20 +236,28 @@ impl MessageStore for FileStore {
         self.write_seqnums()
     }
     fn save(&mut self, seq: u64, msg: &[u8]) -> io::Result<()> {
-        let mut rec = Vec::with_capacity(msg.len() + RECORD_OVERHEAD as usize);
+        let rec = &mut self.pending;
         rec.extend_from_slice(&seq.to_le_bytes());
         rec.extend_from_slice(&(msg.len() as u32).to_le_bytes());
         rec.extend_from_slice(msg);
         rec.extend_from_slice(&crc32c::crc32c(msg).to_le_bytes());
-        self.log.write_all(&rec)?;
+        self.index.insert(seq, (self.end + 12, msg.len() as u32));
+        self.end += msg.len() as u64 + RECORD_OVERHEAD;
+        Ok(())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.log.write_all(&self.pending)?;
+        self.pending.clear();
         if self.fsync {
             self.log.sync_data()?;
         }
-        self.index.insert(seq, (self.end + 12, msg.len() as u32));
-        self.end += rec.len() as u64;
         Ok(())
     }
     fn range(&mut self, begin: u64, end: u64) -> io::Result<Vec<(u64, Vec<u8>)>> {
+        self.flush()?;
         if begin > end {
             return Ok(Vec::new());
         }
@@ -258,6 +275,7 @@ impl MessageStore for FileStore {
         Ok(out)
     }
     fn reset(&mut self) -> io::Result<()> {
+        self.pending.clear();
         self.log.set_len(0)?;
         self.index.clear();
         self.end = 0;
@@ -270,6 +288,7 @@ impl MessageStore for FileStore {
 
 impl Drop for FileStore {
     fn drop(&mut self) {
+        let _ = self.flush();
         if self.sender_written != self.sender {
             self.sender_written = self.sender;
             let _ = self.write_seqnums();
@@ -334,8 +353,17 @@ mod tests {
             s.range(1, 5).unwrap(),
             vec![(1, b"one".to_vec()), (2, b"two".to_vec())]
         );
+        // Saved but not flushed (so never sent: the session flushes before sending), then a
+        // crash: the number is free again.
         s.save(3, b"three").unwrap();
         s.set_next_sender(4).unwrap();
+        std::mem::forget(s);
+        let mut s = FileStore::open(&dir, false).unwrap();
+        assert_eq!(s.next_sender(), 3);
+        assert_eq!(s.range(3, 3).unwrap(), vec![]);
+        s.save(3, b"three").unwrap();
+        s.set_next_sender(4).unwrap();
+        s.flush().unwrap();
         std::mem::forget(s);
         let mut s = FileStore::open(&dir, false).unwrap();
         assert_eq!(s.next_sender(), 4);

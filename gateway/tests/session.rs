@@ -144,6 +144,52 @@ fn heartbeat_interval_outside_the_limits_is_refused() {
 }
 
 #[test]
+fn a_message_reaches_the_store_before_it_leaves_and_saves_are_written_together() {
+    let dir = std::env::temp_dir().join(format!("session-flush-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let st = settings(|_| {});
+    let mut s = Session::new(
+        Arc::clone(&st),
+        dicts(),
+        Box::new(FileStore::open(&dir, false).unwrap()),
+    );
+    logon(&mut s, T0, 1, &[]);
+    let log = || std::fs::metadata(dir.join("messages")).unwrap().len();
+    let start = log();
+    s.send_app(T0, &report("E1"));
+    s.send_app(T0, &report("E2"));
+    assert_eq!(log(), start, "saves wait for a flush");
+    assert!(matches!(s.poll(), Some(Output::Send(_))));
+    let both = log();
+    assert!(both > start, "written before the first one left");
+    assert!(matches!(s.poll(), Some(Output::Send(_))));
+    assert_eq!(log(), both, "one write held both");
+    // Offline: the report thread flushes what it saved; a kill -9 then loses nothing.
+    s.on_disconnect(&mut Null);
+    s.hold();
+    s.send_app(T0 + 1, &report("E3"));
+    assert!(s.poll().is_none());
+    s.release();
+    std::mem::forget(s);
+    let mut store = FileStore::open(&dir, false).unwrap();
+    assert_eq!(store.next_sender(), 5);
+    let ids: Vec<String> = store
+        .range(2, 4)
+        .unwrap()
+        .iter()
+        .map(|(_, raw)| {
+            Message::parse(raw)
+                .unwrap()
+                .get_str(17)
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn messages_sent_while_offline_are_recovered_by_resend_after_a_restart() {
     let dir = std::env::temp_dir().join(format!("session-restart-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -262,8 +262,15 @@ impl Routes {
         }
     }
 
-    /// Sends a report and its drop copies; a re-delivery is flagged PossResend (97=Y).
-    fn deliver(&self, acceptor: &Acceptor<OrderEntry>, mut r: Report, resend: bool) {
+    /// Sends a report and its drop copies; a re-delivery is flagged PossResend (97=Y). The
+    /// sessions it went to are added to `touched`.
+    fn deliver(
+        &self,
+        acceptor: &Acceptor<OrderEntry>,
+        mut r: Report,
+        resend: bool,
+        touched: &mut Vec<usize>,
+    ) {
         if resend {
             r.msg.fields.push((tag::POSS_RESEND, b"Y".to_vec()));
         }
@@ -271,11 +278,26 @@ impl Routes {
             && let Some(copies) = self.copies.get(r.account.0 as usize)
         {
             for &i in copies {
-                acceptor.send(&self.keys[i], &r.copy());
+                acceptor.queue(&self.keys[i], &r.copy());
+                touched.push(i);
             }
         }
-        if let Some(k) = self.keys.get(r.session.0 as usize) {
-            acceptor.send(k, &r.msg);
+        let i = r.session.0 as usize;
+        if let Some(k) = self.keys.get(i) {
+            acceptor.queue(k, &r.msg);
+            touched.push(i);
+        }
+    }
+
+    /// Writes the reports queued for the `touched` sessions to their stores and wakes their
+    /// connections: one store write and one wake-up per session and group commit instead of
+    /// one per report. Done before the reports are recorded as delivered, so a crash never
+    /// skips a report nobody stored.
+    fn flush(&self, acceptor: &Acceptor<OrderEntry>, touched: &mut Vec<usize>) {
+        touched.sort_unstable();
+        touched.dedup();
+        for i in touched.drain(..) {
+            acceptor.release(&self.keys[i]);
         }
     }
 }
@@ -428,6 +450,7 @@ impl Exchange {
         let mut events = Vec::new();
         let mut reports = Vec::new();
         let mut redelivered = 0u64;
+        let mut touched = Vec::new();
         let candles = candle_dir(data);
         let mut md = MarketData {
             feed,
@@ -451,13 +474,14 @@ impl Exchange {
                     render(e, r.timestamp, &names, &mut reports);
                 }
                 for r in reports.drain(..) {
-                    routes.deliver(&acceptor, r, true);
+                    routes.deliver(&acceptor, r, true, &mut touched);
                     redelivered += 1;
                 }
             }
             events.clear();
         })?;
         let last = journal.next_seq() - 1;
+        routes.flush(&acceptor, &mut touched);
         watermark.set(last);
         let progress = Arc::new(reporting::Progress::default());
         progress.committed.store(last, Ordering::Release);
@@ -767,14 +791,16 @@ fn run_reports(
 ) {
     let mut reports: Vec<Report> = Vec::new();
     let mut http = HashMap::new();
+    let mut touched = Vec::new();
     for batch in rx {
         for s in &batch.events {
             render(&s.event, s.timestamp, names, &mut reports);
             for r in reports.drain(..) {
-                routes.deliver(acceptor, r, false);
+                routes.deliver(acceptor, r, false, &mut touched);
             }
             routes.collect_http(&s.event, &mut http);
         }
+        routes.flush(acceptor, &mut touched);
         routes.waiters.complete(&mut http);
         watermark.set(batch.last_seq);
         // After the reports: market data never delays an execution report.
