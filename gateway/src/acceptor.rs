@@ -106,15 +106,14 @@ impl<A: Application + Send + 'static> Acceptor<A> {
         true
     }
 
-    /// Queues an application message without waking the connection yet: a sender with many
-    /// messages queues them all, then calls [`Acceptor::release`] once.
+    /// Queues an application message without waking the connection: a sender with many
+    /// messages queues them all, then calls [`Acceptor::release`] once. (A connection that
+    /// wakes for another reason meanwhile sends what is queued, after storing it.)
     pub fn queue(&self, key: &SessionKey, msg: &Outgoing) -> bool {
         let Some(slot) = self.slots.get(key) else {
             return false;
         };
-        let mut st = slot.lock();
-        st.session.hold();
-        st.session.send_app(now_millis(), msg);
+        slot.lock().session.send_app(now_millis(), msg);
         true
     }
 
@@ -123,7 +122,7 @@ impl<A: Application + Send + 'static> Acceptor<A> {
     pub fn release(&self, key: &SessionKey) {
         if let Some(slot) = self.slots.get(key) {
             let mut st = slot.lock();
-            st.session.release();
+            st.session.flush_store();
             if let Some((_, n)) = &st.conn {
                 n.notify_one();
             }

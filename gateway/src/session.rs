@@ -211,8 +211,6 @@ pub struct Session {
     out: VecDeque<Output>,
     /// Bytes of the `Send` outputs in `out`.
     out_bytes: usize,
-    /// Set while a sender queues a group of messages (see [`Session::hold`]).
-    held: bool,
     enc: Encoder,
 }
 
@@ -237,7 +235,6 @@ impl Session {
             c: Conn::default(),
             out: VecDeque::new(),
             out_bytes: 0,
-            held: false,
             enc: Encoder::new(),
         }
     }
@@ -272,12 +269,9 @@ impl Session {
         self.store.next_target()
     }
 
-    /// Takes the next output (none while held). Messages saved but not yet written to the
-    /// store are written first: nothing leaves for the socket before the store has it.
+    /// Takes the next output. Messages saved but not yet written to the store are written
+    /// first: nothing leaves for the socket before the store has it.
     pub fn poll(&mut self) -> Option<Output> {
-        if self.held {
-            return None;
-        }
         if matches!(self.out.front(), Some(Output::Send(_)))
             && let Err(e) = self.store.flush()
         {
@@ -292,16 +286,8 @@ impl Session {
         o
     }
 
-    /// Holds the output while a sender queues a group of messages, so that the group is
-    /// stored in one write and sent together; [`Session::release`] ends it.
-    pub fn hold(&mut self) {
-        self.held = true;
-    }
-
-    /// Ends a [`Session::hold`]: writes the messages saved since the last flush to the store
-    /// (a failure disconnects) and lets the output go.
-    pub fn release(&mut self) {
-        self.held = false;
+    /// Writes the messages saved since the last flush to the store (a failure disconnects).
+    pub fn flush_store(&mut self) {
         if let Err(e) = self.store.flush() {
             self.store_failed(e);
         }

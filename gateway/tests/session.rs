@@ -166,10 +166,8 @@ fn a_message_reaches_the_store_before_it_leaves_and_saves_are_written_together()
     assert_eq!(log(), both, "one write held both");
     // Offline: the report thread flushes what it saved; a kill -9 then loses nothing.
     s.on_disconnect(&mut Null);
-    s.hold();
     s.send_app(T0 + 1, &report("E3"));
-    assert!(s.poll().is_none());
-    s.release();
+    s.flush_store();
     std::mem::forget(s);
     let mut store = FileStore::open(&dir, false).unwrap();
     assert_eq!(store.next_sender(), 5);
