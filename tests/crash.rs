@@ -113,8 +113,8 @@ fn acknowledged_orders_survive_kill_9_under_load() {
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 20, "too little load: {} orders", acked.len());
 
-    // The snapshot thread runs at idle priority: give it time to catch up.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // The snapshot thread runs below the order flow: on a loaded machine it takes a while.
+    let deadline = Instant::now() + Duration::from_secs(150);
     while status(&ex)["lastSnapshotSeq"].as_u64() == Some(0) {
         assert!(
             Instant::now() < deadline,

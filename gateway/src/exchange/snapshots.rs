@@ -1,7 +1,7 @@
 //! Snapshots of the engine and the market-data feed, taken off the trading path, so that a
 //! restart replays only the journal after the newest one.
 //!
-//! A thread of its own (the lowest normal priority, nice 19) follows the journal with its
+//! A thread of its own (nice 10, below the order flow) follows the journal with its
 //! own engine and feed, exactly as a restart would replay it, and every `snapshot_every`
 //! records writes their state (see [`engine::snapshot`]). It never reads past what the
 //! execution reports have been delivered for: a restart replays from the snapshot on, and
@@ -143,14 +143,18 @@ pub fn run(s: Snapshotter, limit: Arc<AtomicU64>, written: Arc<AtomicU64>, stop:
         if seq - last_snapshot >= s.every {
             let started = Instant::now();
             let (e, f) = (engine.save(), feed.save());
-            let result = snapshot::write(
-                &s.dir,
-                seq,
-                timestamp,
-                s.engine.fingerprint(),
-                &[(Engine::SNAPSHOT_SECTION, &e), (Feed::SNAPSHOT_SECTION, &f)],
-            )
-            .and_then(|_| snapshot::prune(&s.dir, s.keep.max(1)));
+            let result = engine::journal::sync_through(&s.journal_dir, seq)
+                .map_err(|e| SnapshotError::Corrupt(e.to_string()))
+                .and_then(|()| {
+                    snapshot::write(
+                        &s.dir,
+                        seq,
+                        timestamp,
+                        s.engine.fingerprint(),
+                        &[(Engine::SNAPSHOT_SECTION, &e), (Feed::SNAPSHOT_SECTION, &f)],
+                    )
+                })
+                .and_then(|_| snapshot::prune(&s.dir, s.keep.max(1)));
             match result {
                 Ok(()) => {
                     written.store(seq, Ordering::Release);
@@ -168,13 +172,14 @@ pub fn run(s: Snapshotter, limit: Arc<AtomicU64>, written: Arc<AtomicU64>, stop:
     }
 }
 
-/// Nice 19: the order flow always goes first, yet snapshots still progress on a machine that
-/// is never idle (under SCHED_IDLE a saturated machine starved them for minutes).
+/// Nice 10, like the market-data thread: the order flow goes first, yet snapshots still
+/// progress on a machine that is never idle (under SCHED_IDLE, and even at nice 19, a
+/// saturated machine starved them for minutes).
 fn background_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: a plain system call on the calling thread (who 0) with valid arguments.
     unsafe {
-        if libc::setpriority(libc::PRIO_PROCESS, 0, 19) != 0 {
+        if libc::setpriority(libc::PRIO_PROCESS, 0, 10) != 0 {
             tracing::debug!("could not lower the snapshot thread's priority");
         }
     }
