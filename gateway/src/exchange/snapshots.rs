@@ -144,7 +144,10 @@ pub fn run(s: Snapshotter, limit: Arc<AtomicU64>, written: Arc<AtomicU64>, stop:
             let started = Instant::now();
             let (e, f) = (engine.save(), feed.save());
             let result = engine::journal::sync_through(&s.journal_dir, seq)
-                .map_err(|e| SnapshotError::Corrupt(e.to_string()))
+                .map_err(|e| SnapshotError::Io {
+                    path: s.journal_dir.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })
                 .and_then(|()| {
                     snapshot::write(
                         &s.dir,
