@@ -139,23 +139,27 @@ pub struct Recovery {
 
 /// The segments of a journal directory, in sequence order.
 pub fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, JournalError> {
+    numbered_files(dir, SUFFIX).map_err(io_err(dir))
+}
+
+/// The files of `dir` named `<number><suffix>`, by number; none when `dir` does not exist.
+pub(crate) fn numbered_files(dir: &Path, suffix: &str) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(io_err(dir)(e)),
+        Err(e) => return Err(e),
     };
     for entry in entries {
-        let entry = entry.map_err(io_err(dir))?;
+        let entry = entry?;
         let name = entry.file_name();
-        let Some(first) = name
+        if let Some(n) = name
             .to_str()
-            .and_then(|n| n.strip_suffix(SUFFIX))
+            .and_then(|n| n.strip_suffix(suffix))
             .and_then(|n| n.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        out.push((first, entry.path()));
+        {
+            out.push((n, entry.path()));
+        }
     }
     out.sort();
     Ok(out)

@@ -20,6 +20,8 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::wire::{self, Field};
+
 const MAGIC: &[u8; 8] = b"EXSNAPSH";
 const VERSION: u32 = 1;
 const HEADER: usize = 8 + 4 + 4 + 8 + 8 + 8;
@@ -55,7 +57,7 @@ fn corrupt(what: impl Into<String>) -> SnapshotError {
     SnapshotError::Corrupt(what.into())
 }
 
-/// Appends little-endian fields to a growing buffer.
+/// Appends fields to a growing buffer, each in its binary-record encoding ([`Field`]).
 #[derive(Debug, Default)]
 pub struct Writer {
     buf: Vec<u8>,
@@ -77,49 +79,27 @@ impl Writer {
         self.buf.extend_from_slice(b);
     }
 
-    /// Writes a byte.
-    pub fn u8(&mut self, v: u8) {
-        self.buf.push(v);
-    }
-
-    /// Writes a bool as one byte.
-    pub fn bool(&mut self, v: bool) {
-        self.buf.push(u8::from(v));
-    }
-
-    /// Writes a u16.
-    pub fn u16(&mut self, v: u16) {
-        self.bytes(&v.to_le_bytes());
-    }
-
-    /// Writes a u32.
-    pub fn u32(&mut self, v: u32) {
-        self.bytes(&v.to_le_bytes());
-    }
-
-    /// Writes a u64.
-    pub fn u64(&mut self, v: u64) {
-        self.bytes(&v.to_le_bytes());
-    }
-
-    /// Writes an i64.
-    pub fn i64(&mut self, v: i64) {
-        self.bytes(&v.to_le_bytes());
+    /// Writes a field.
+    pub fn put<F: Field>(&mut self, v: &F) {
+        let start = self.buf.len();
+        self.buf.resize(start + F::SIZE, 0);
+        v.put(&mut wire::Writer::new(&mut self.buf[start..]));
     }
 
     /// Writes a length (a collection's size).
     pub fn count(&mut self, n: usize) {
-        self.u64(n as u64);
+        self.put(&(n as u64));
     }
 
     /// Writes an optional i64 as a presence byte and the value.
     pub fn opt_i64(&mut self, v: Option<i64>) {
-        self.bool(v.is_some());
-        self.i64(v.unwrap_or(0));
+        self.put(&v.is_some());
+        self.put(&v.unwrap_or(0));
     }
 }
 
-/// Reads little-endian fields; every read checks the bounds, so bad bytes give an error.
+/// Reads fields written by [`Writer`]; every read checks the bounds and the field's values, so
+/// bad bytes give an error.
 #[derive(Debug)]
 pub struct Reader<'a> {
     buf: &'a [u8],
@@ -144,50 +124,17 @@ impl<'a> Reader<'a> {
         Ok(b)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], SnapshotError> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.bytes(N)?);
-        Ok(a)
-    }
-
-    /// Reads a byte.
-    pub fn u8(&mut self) -> Result<u8, SnapshotError> {
-        Ok(self.array::<1>()?[0])
-    }
-
-    /// Reads a bool written by [`Writer::bool`].
-    pub fn bool(&mut self) -> Result<bool, SnapshotError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            v => Err(corrupt(format!("{v} is not a bool"))),
-        }
-    }
-
-    /// Reads a u16.
-    pub fn u16(&mut self) -> Result<u16, SnapshotError> {
-        Ok(u16::from_le_bytes(self.array()?))
-    }
-
-    /// Reads a u32.
-    pub fn u32(&mut self) -> Result<u32, SnapshotError> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-
-    /// Reads a u64.
-    pub fn u64(&mut self) -> Result<u64, SnapshotError> {
-        Ok(u64::from_le_bytes(self.array()?))
-    }
-
-    /// Reads an i64.
-    pub fn i64(&mut self) -> Result<i64, SnapshotError> {
-        Ok(i64::from_le_bytes(self.array()?))
+    /// Reads a field.
+    pub fn get<F: Field>(&mut self) -> Result<F, SnapshotError> {
+        let at = self.pos;
+        let b = self.bytes(F::SIZE)?;
+        F::get(&mut wire::Reader::new(b)).map_err(|e| corrupt(format!("byte {at}: {e}")))
     }
 
     /// Reads a length of items at least `item_bytes` long each; a length the remaining bytes
     /// cannot hold is an error (so bad bytes never make a huge allocation).
     pub fn count(&mut self, item_bytes: usize) -> Result<usize, SnapshotError> {
-        let n = self.u64()?;
+        let n: u64 = self.get()?;
         let left = (self.buf.len() - self.pos) as u64;
         if n.saturating_mul(item_bytes.max(1) as u64) > left {
             return Err(corrupt(format!("{n} items cannot fit in {left} bytes")));
@@ -197,8 +144,8 @@ impl<'a> Reader<'a> {
 
     /// Reads an optional i64 written by [`Writer::opt_i64`].
     pub fn opt_i64(&mut self) -> Result<Option<i64>, SnapshotError> {
-        let some = self.bool()?;
-        let v = self.i64()?;
+        let some: bool = self.get()?;
+        let v: i64 = self.get()?;
         Ok(some.then_some(v))
     }
 
@@ -226,8 +173,6 @@ pub struct Snapshot {
     pub fingerprint: u64,
     /// Named sections.
     pub sections: Vec<([u8; 4], Vec<u8>)>,
-    /// The file it came from.
-    pub path: PathBuf,
 }
 
 impl Snapshot {
@@ -242,25 +187,7 @@ impl Snapshot {
 
 /// The snapshot files of a directory, oldest first: (sequence id, path).
 pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
-    let mut out = Vec::new();
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(io_err(dir)(e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(io_err(dir))?;
-        let name = entry.file_name();
-        if let Some(seq) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(SUFFIX))
-            .and_then(|n| n.parse::<u64>().ok())
-        {
-            out.push((seq, entry.path()));
-        }
-    }
-    out.sort();
-    Ok(out)
+    crate::journal::numbered_files(dir, SUFFIX).map_err(io_err(dir))
 }
 
 /// Writes a snapshot durably: a temporary file, synced, renamed, and the directory synced.
@@ -302,10 +229,10 @@ pub fn write(
 /// Reads and checks one snapshot file.
 pub fn read(path: &Path) -> Result<Snapshot, SnapshotError> {
     let b = fs::read(path).map_err(io_err(path))?;
-    decode(&b, path)
+    decode(&b)
 }
 
-fn decode(b: &[u8], path: &Path) -> Result<Snapshot, SnapshotError> {
+fn decode(b: &[u8]) -> Result<Snapshot, SnapshotError> {
     if b.len() < HEADER + 4 {
         return Err(corrupt(format!("{} bytes is too short", b.len())));
     }
@@ -317,19 +244,19 @@ fn decode(b: &[u8], path: &Path) -> Result<Snapshot, SnapshotError> {
     if r.bytes(8)? != MAGIC {
         return Err(corrupt("not a snapshot file"));
     }
-    let version = r.u32()?;
+    let version: u32 = r.get()?;
     if version != VERSION {
         return Err(corrupt(format!(
             "format version {version}, expected {VERSION}"
         )));
     }
-    let count = r.u32()?;
-    let seq = r.u64()?;
-    let timestamp = r.i64()?;
-    let fingerprint = r.u64()?;
+    let count: u32 = r.get()?;
+    let seq: u64 = r.get()?;
+    let timestamp: i64 = r.get()?;
+    let fingerprint: u64 = r.get()?;
     let mut sections = Vec::new();
     for _ in 0..count {
-        let name: [u8; 4] = r.array()?;
+        let name: [u8; 4] = r.bytes(4)?.try_into().unwrap_or_default();
         let len = r.count(1)?;
         sections.push((name, r.bytes(len)?.to_vec()));
     }
@@ -339,7 +266,6 @@ fn decode(b: &[u8], path: &Path) -> Result<Snapshot, SnapshotError> {
         timestamp,
         fingerprint,
         sections,
-        path: path.to_path_buf(),
     })
 }
 
@@ -466,15 +392,15 @@ mod tests {
         let p = write(&dir, 5, 0, 1, &[(*b"ENGN", &[1, 2, 3])]).unwrap();
         let b = fs::read(&p).unwrap();
         for cut in 0..b.len() {
-            assert!(decode(&b[..cut], &p).is_err(), "cut at {cut}");
+            assert!(decode(&b[..cut]).is_err(), "cut at {cut}");
         }
-        assert!(decode(&b, &p).is_ok());
+        assert!(decode(&b).is_ok());
         // A section length larger than the file, with a valid CRC, is refused.
         let mut bad = b[..b.len() - 4].to_vec();
         bad[HEADER + 4..HEADER + 12].copy_from_slice(&u64::MAX.to_le_bytes());
         let crc = crc32c::crc32c(&bad);
         bad.extend_from_slice(&crc.to_le_bytes());
-        assert!(decode(&bad, &p).is_err());
+        assert!(decode(&bad).is_err());
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -485,6 +411,6 @@ mod tests {
         let b = w.into_bytes();
         assert!(Reader::new(&b).count(8).is_err());
         let mut r = Reader::new(&[2]);
-        assert!(r.bool().is_err());
+        assert!(r.get::<bool>().is_err(), "2 is not a bool");
     }
 }

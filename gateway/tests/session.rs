@@ -143,16 +143,26 @@ fn heartbeat_interval_outside_the_limits_is_refused() {
     assert!(closed);
 }
 
+/// An empty directory for a file store.
+fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("session-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A session over a file store in `dir`.
+fn file_session(st: &Arc<SessionSettings>, dir: &Path) -> Session {
+    Session::new(
+        Arc::clone(st),
+        dicts(),
+        Box::new(FileStore::open(dir, false).unwrap()),
+    )
+}
+
 #[test]
 fn a_message_reaches_the_store_before_it_leaves_and_saves_are_written_together() {
-    let dir = std::env::temp_dir().join(format!("session-flush-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let st = settings(|_| {});
-    let mut s = Session::new(
-        Arc::clone(&st),
-        dicts(),
-        Box::new(FileStore::open(&dir, false).unwrap()),
-    );
+    let dir = fresh_dir("flush");
+    let mut s = file_session(&settings(|_| {}), &dir);
     logon(&mut s, T0, 1, &[]);
     let log = || std::fs::metadata(dir.join("messages")).unwrap().len();
     let start = log();
@@ -189,15 +199,10 @@ fn a_message_reaches_the_store_before_it_leaves_and_saves_are_written_together()
 
 #[test]
 fn messages_sent_while_offline_are_recovered_by_resend_after_a_restart() {
-    let dir = std::env::temp_dir().join(format!("session-restart-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = fresh_dir("restart");
     let st = settings(|_| {});
     {
-        let mut s = Session::new(
-            Arc::clone(&st),
-            dicts(),
-            Box::new(FileStore::open(&dir, false).unwrap()),
-        );
+        let mut s = file_session(&st, &dir);
         let (sent, _) = logon(&mut s, T0, 1, &[]);
         assert_eq!(types(&sent), ["A"]);
         s.send_app(T0, &report("E1"));

@@ -123,6 +123,26 @@ fn priced(cfg: &EngineConfig, c: &Command) -> Command {
     }
 }
 
+/// Trading open, four accounts with ample cash and shares.
+fn setup() -> Vec<Command> {
+    let mut setup = vec![Command::OpenTrading(OpenTrading { trading_day: 1 })];
+    for a in 0..4 {
+        setup.push(Command::Deposit(Transfer {
+            account: AccountId(a),
+            asset: Asset::Cash,
+            amount: 1 << 50,
+        }));
+        for s in SYMBOLS {
+            setup.push(Command::Deposit(Transfer {
+                account: AccountId(a),
+                asset: Asset::Shares(SymbolId(s)),
+                amount: 1 << 30,
+            }));
+        }
+    }
+    setup
+}
+
 struct Client {
     id: SubscriberId,
     depth: u32,
@@ -193,21 +213,7 @@ fn run(cmds: &[Command], joins: &[usize]) -> Result<(), TestCaseError> {
     let mut feed = Feed::new(names, FeedConfig::default());
     let mut events = Vec::new();
     let mut out = Vec::new();
-    let mut setup = vec![Command::OpenTrading(OpenTrading { trading_day: 1 })];
-    for a in 0..4 {
-        setup.push(Command::Deposit(Transfer {
-            account: AccountId(a),
-            asset: Asset::Cash,
-            amount: 1 << 50,
-        }));
-        for s in SYMBOLS {
-            setup.push(Command::Deposit(Transfer {
-                account: AccountId(a),
-                asset: Asset::Shares(SymbolId(s)),
-                amount: 1 << 30,
-            }));
-        }
-    }
+    let setup = setup();
     // Two clients of each view, joining at different moments: a view's updates and RptSeq
     // are shared by its subscribers, so the later one must fit in where the first one is.
     let views = [(0, true), (1, true), (3, true), (0, false)];
@@ -298,21 +304,7 @@ fn restore_at(cmds: &[Command], cut: usize) -> Result<(), TestCaseError> {
     let mut feed = Feed::new(names.clone(), config.clone());
     let mut restored: Option<Feed> = None;
     let mut events = Vec::new();
-    let mut setup = vec![Command::OpenTrading(OpenTrading { trading_day: 1 })];
-    for a in 0..4 {
-        setup.push(Command::Deposit(Transfer {
-            account: AccountId(a),
-            asset: Asset::Cash,
-            amount: 1 << 50,
-        }));
-        for s in SYMBOLS {
-            setup.push(Command::Deposit(Transfer {
-                account: AccountId(a),
-                asset: Asset::Shares(SymbolId(s)),
-                amount: 1 << 30,
-            }));
-        }
-    }
+    let setup = setup();
     let all: Vec<Command> = setup
         .iter()
         .cloned()

@@ -12,7 +12,7 @@ use crate::config::EngineConfig;
 use crate::hash::StableHasher;
 use crate::index::{ClKey, ClOrdIndex};
 use crate::snapshot::{Reader, SnapshotError, Writer};
-use crate::types::{AccountId, ClOrdId, OrdType, OrderId, SessionId, Side, SymbolId, TimeInForce};
+use crate::types::{ClOrdId, OrderId, Side, SymbolId};
 
 /// Layout version of the engine section.
 const VERSION: u32 = 1;
@@ -40,31 +40,31 @@ impl Engine {
     /// The complete state as canonical snapshot bytes.
     pub fn save(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u32(VERSION);
-        w.bool(self.open);
-        w.u32(self.trading_day);
-        w.u64(self.next_order_seq);
-        w.u64(self.next_exec_id);
-        w.u64(self.next_trade_id);
+        w.put(&VERSION);
+        w.put(&self.open);
+        w.put(&self.trading_day);
+        w.put(&self.next_order_seq);
+        w.put(&self.next_exec_id);
+        w.put(&self.next_trade_id);
         w.count(self.accounts.len());
         for a in &self.accounts {
-            w.i64(a.cash);
-            w.i64(a.cash_reserved);
-            w.u32(a.open_orders);
+            w.put(&a.cash);
+            w.put(&a.cash_reserved);
+            w.put(&a.open_orders);
             w.count(a.positions.len());
             for p in a.positions.iter() {
-                w.i64(p.shares);
-                w.i64(p.reserved);
-                w.u64(p.traded_today);
-                w.u64(p.open_qty);
-                w.u64(p.daily_limit);
+                w.put(&p.shares);
+                w.put(&p.reserved);
+                w.put(&p.traded_today);
+                w.put(&p.open_qty);
+                w.put(&p.daily_limit);
             }
         }
         let (len, free) = self.arena.layout();
         w.count(len);
         w.count(free.len());
         for &f in free {
-            w.u32(f);
+            w.put(&f);
         }
         for book in &self.books {
             for side in [Side::Buy, Side::Sell] {
@@ -85,7 +85,7 @@ impl Engine {
         w.count(ids.len());
         for (k, o) in ids {
             w.bytes(&k.to_bytes());
-            w.u64(o.0);
+            w.put(&o.0);
         }
         w.into_bytes()
     }
@@ -96,15 +96,15 @@ impl Engine {
     pub fn load(config: EngineConfig, bytes: &[u8]) -> Result<Engine, SnapshotError> {
         let mut e = Engine::new(config);
         let mut r = Reader::new(bytes);
-        let version = r.u32()?;
+        let version: u32 = r.get()?;
         if version != VERSION {
             return Err(corrupt(format!("layout version {version}")));
         }
-        e.open = r.bool()?;
-        e.trading_day = r.u32()?;
-        e.next_order_seq = r.u64()?;
-        e.next_exec_id = r.u64()?;
-        e.next_trade_id = r.u64()?;
+        e.open = r.get()?;
+        e.trading_day = r.get()?;
+        e.next_order_seq = r.get()?;
+        e.next_exec_id = r.get()?;
+        e.next_trade_id = r.get()?;
         let symbols = e.instruments.len();
         let accounts = r.count(8 + 8 + 4 + 8)?;
         if accounts > e.limits.max_accounts as usize {
@@ -112,9 +112,9 @@ impl Engine {
         }
         for _ in 0..accounts {
             let mut a = Account {
-                cash: r.i64()?,
-                cash_reserved: r.i64()?,
-                open_orders: r.u32()?,
+                cash: r.get()?,
+                cash_reserved: r.get()?,
+                open_orders: r.get()?,
                 positions: Box::default(),
             };
             let n = r.count(8 * 5)?;
@@ -124,11 +124,11 @@ impl Engine {
             a.positions = (0..n)
                 .map(|_| {
                     Ok(Position {
-                        shares: r.i64()?,
-                        reserved: r.i64()?,
-                        traded_today: r.u64()?,
-                        open_qty: r.u64()?,
-                        daily_limit: r.u64()?,
+                        shares: r.get()?,
+                        reserved: r.get()?,
+                        traded_today: r.get()?,
+                        open_qty: r.get()?,
+                        daily_limit: r.get()?,
                     })
                 })
                 .collect::<Result<_, SnapshotError>>()?;
@@ -136,7 +136,7 @@ impl Engine {
         }
         let len = r.count(0)?;
         let free = (0..r.count(4)?)
-            .map(|_| r.u32())
+            .map(|_| r.get())
             .collect::<Result<Vec<_>, _>>()?;
         let capacity = (e.limits.max_resting_orders as usize).min(1 << 20);
         e.arena = Arena::restore(capacity, len, free).map_err(corrupt)?;
@@ -160,7 +160,7 @@ impl Engine {
                 return Err(corrupt("ClOrdID keys out of order"));
             }
             last = Some(key);
-            e.cl_ord_ids.insert(key, OrderId(r.u64()?));
+            e.cl_ord_ids.insert(key, OrderId(r.get()?));
         }
         r.finish()?;
         e.check_invariants().map_err(corrupt)?;
@@ -193,51 +193,40 @@ impl Engine {
 }
 
 fn write_order(w: &mut Writer, o: &Order) {
-    w.u32(o.id.slot());
-    w.u64(o.id.0);
-    w.u32(o.account.0);
-    w.u32(o.session.0);
-    w.u8(o.ord_type as u8);
-    w.u8(o.tif as u8);
-    w.i64(o.price);
-    w.u64(o.qty);
-    w.u64(o.cum);
-    w.u64(o.leaves);
-    w.u64(o.cum_cost);
-    w.bytes(o.cl_ord_id.raw());
+    w.put(&o.id.slot());
+    w.put(&o.id);
+    w.put(&o.account);
+    w.put(&o.session);
+    w.put(&o.ord_type);
+    w.put(&o.tif);
+    w.put(&o.price);
+    w.put(&o.qty);
+    w.put(&o.cum);
+    w.put(&o.leaves);
+    w.put(&o.cum_cost);
+    w.put(&o.cl_ord_id);
 }
 
 fn read_order(r: &mut Reader<'_>, symbol: SymbolId, side: Side) -> Result<Order, SnapshotError> {
-    let slot = r.u32()?;
-    let id = OrderId(r.u64()?);
+    let slot: u32 = r.get()?;
+    let id: OrderId = r.get()?;
     if id.slot() != slot {
         return Err(corrupt(format!("order {id} is not in slot {slot}")));
     }
-    let account = AccountId(r.u32()?);
-    let session = SessionId(r.u32()?);
-    let ord_type = OrdType::from_u8(r.u8()?).ok_or_else(|| corrupt("order type"))?;
-    let tif = TimeInForce::from_u8(r.u8()?).ok_or_else(|| corrupt("time in force"))?;
-    let price = r.i64()?;
-    let qty = r.u64()?;
-    let cum = r.u64()?;
-    let leaves = r.u64()?;
-    let cum_cost = r.u64()?;
-    let mut raw = [0u8; ClOrdId::CAPACITY];
-    raw.copy_from_slice(r.bytes(ClOrdId::CAPACITY)?);
     Ok(Order {
         id,
-        account,
-        session,
+        account: r.get()?,
+        session: r.get()?,
         symbol,
         side,
-        ord_type,
-        tif,
-        price,
-        qty,
-        cum,
-        leaves,
-        cum_cost,
-        cl_ord_id: ClOrdId::from_raw(raw),
+        ord_type: r.get()?,
+        tif: r.get()?,
+        price: r.get()?,
+        qty: r.get()?,
+        cum: r.get()?,
+        leaves: r.get()?,
+        cum_cost: r.get()?,
+        cl_ord_id: r.get()?,
         prev: NIL,
         next: NIL,
         resting: false,

@@ -3,7 +3,7 @@
 //! connected after a restart, and RptSeq starts again with each new subscription's snapshot.
 
 use engine::snapshot::{Reader, SnapshotError, Writer};
-use engine::types::{OrderId, Side};
+use engine::types::{OrderId, Price, Qty, Side};
 
 use super::{Feed, FeedConfig, Stats, Tick};
 use crate::candles::CandleSeries;
@@ -24,32 +24,32 @@ impl Feed {
     pub fn save(&mut self) -> Vec<u8> {
         self.settle();
         let mut w = Writer::new();
-        w.u32(VERSION);
-        w.u32(self.trading_day);
-        w.bool(self.open);
-        w.i64(self.last_time);
+        w.put(&VERSION);
+        w.put(&self.trading_day);
+        w.put(&self.open);
+        w.put(&self.last_time);
         w.count(self.instruments.len());
         for ins in &self.instruments {
             for side in [Side::Buy, Side::Sell] {
                 let orders = ins.book.orders(side);
                 w.count(orders.len());
                 for o in orders {
-                    w.u64(o.id.0);
-                    w.i64(o.price);
-                    w.u64(o.qty);
+                    w.put(&o.id);
+                    w.put(&o.price);
+                    w.put(&o.qty);
                 }
             }
             let s = &ins.stats;
             for p in [s.open, s.high, s.low, s.close, s.last] {
                 w.opt_i64(p);
             }
-            w.u64(s.volume);
+            w.put(&s.volume);
             w.count(ins.trades.len());
             for t in &ins.trades {
-                w.i64(t.price);
-                w.u64(t.qty);
-                w.i64(t.time);
-                w.u8(t.aggressor as u8);
+                w.put(&t.price);
+                w.put(&t.qty);
+                w.put(&t.time);
+                w.put(&t.aggressor);
             }
             ins.candles.save(&mut w);
         }
@@ -64,13 +64,13 @@ impl Feed {
     ) -> Result<Feed, SnapshotError> {
         let mut f = Feed::new(symbols, config);
         let mut r = Reader::new(bytes);
-        let version = r.u32()?;
+        let version: u32 = r.get()?;
         if version != VERSION {
             return Err(corrupt(format!("layout version {version}")));
         }
-        f.trading_day = r.u32()?;
-        f.open = r.bool()?;
-        f.last_time = r.i64()?;
+        f.trading_day = r.get()?;
+        f.open = r.get()?;
+        f.last_time = r.get()?;
         let n = r.count(1)?;
         if n != f.instruments.len() {
             return Err(corrupt(format!(
@@ -82,7 +82,7 @@ impl Feed {
         for (i, ins) in f.instruments.iter_mut().enumerate() {
             for side in [Side::Buy, Side::Sell] {
                 for _ in 0..r.count(24)? {
-                    let (id, price, qty) = (OrderId(r.u64()?), r.i64()?, r.u64()?);
+                    let (id, price, qty): (OrderId, Price, Qty) = (r.get()?, r.get()?, r.get()?);
                     if qty == 0 || ins.book.order(id).is_some() {
                         return Err(corrupt(format!("order {id} of symbol {i}")));
                     }
@@ -99,14 +99,14 @@ impl Feed {
                 low: p[2],
                 close: p[3],
                 last: p[4],
-                volume: r.u64()?,
+                volume: r.get()?,
             };
             for _ in 0..r.count(25)? {
                 let t = Tick {
-                    price: r.i64()?,
-                    qty: r.u64()?,
-                    time: r.i64()?,
-                    aggressor: Side::from_u8(r.u8()?).ok_or_else(|| corrupt("trade side"))?,
+                    price: r.get()?,
+                    qty: r.get()?,
+                    time: r.get()?,
+                    aggressor: r.get()?,
                 };
                 if ins.trades.len() == last_trades {
                     ins.trades.pop_front();
