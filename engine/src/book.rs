@@ -20,28 +20,36 @@ pub(crate) type Slot = u32;
 pub(crate) const NIL: Slot = 0;
 
 /// A live order: working on the book, or being matched as it arrives.
+///
+/// Two cache lines, aligned: the first holds everything queueing and matching read, so
+/// linking an order behind another or unlinking a neighbour touches one line of it; the
+/// second holds what only reports need.
 #[derive(Clone, Debug)]
+#[repr(C, align(64))]
 pub(crate) struct Order {
     pub id: OrderId,
+    /// Limit price; for a market order, its collar price.
+    pub price: Price,
+    pub leaves: Qty,
+    pub cum: Qty,
+    /// Sum of price x quantity over the fills.
+    pub cum_cost: u64,
     pub account: AccountId,
     pub session: SessionId,
+    pub prev: Slot,
+    pub next: Slot,
     pub symbol: SymbolId,
     pub side: Side,
     pub ord_type: OrdType,
     pub tif: TimeInForce,
-    /// Limit price; for a market order, its collar price.
-    pub price: Price,
-    pub qty: Qty,
-    pub cum: Qty,
-    pub leaves: Qty,
-    /// Sum of price x quantity over the fills.
-    pub cum_cost: u64,
-    pub cl_ord_id: ClOrdId,
-    pub prev: Slot,
-    pub next: Slot,
     /// Whether the order is linked into a ladder level.
     pub resting: bool,
+    pub qty: Qty,
+    pub cl_ord_id: ClOrdId,
 }
+
+const _: () = assert!(std::mem::size_of::<Order>() == 128);
+const _: () = assert!(std::mem::offset_of!(Order, resting) < 64);
 
 impl Order {
     const VACANT: Order = Order {
@@ -114,6 +122,13 @@ impl Arena {
 
     /// Starts loading a slot's order into cache.
     pub fn prefetch(&self, slot: Slot) {
+        if let Some(o) = self.slots.get(slot as usize) {
+            crate::prefetch::prefetch_all(o);
+        }
+    }
+
+    /// Starts loading the part of a slot's order that queueing reads (its first cache line).
+    pub fn prefetch_links(&self, slot: Slot) {
         if let Some(o) = self.slots.get(slot as usize) {
             crate::prefetch::prefetch(o);
         }
@@ -379,6 +394,24 @@ impl Ladder {
         price >= self.min_price
             && (price - self.min_price) % self.tick == 0
             && (((price - self.min_price) / self.tick) as usize) < self.levels.len()
+    }
+
+    /// Starts loading the level a price maps to; nothing for a price off the ladder.
+    pub fn prefetch_level(&self, price: Price) {
+        if self.contains(price) {
+            crate::prefetch::prefetch(
+                &self.levels[((price - self.min_price) / self.tick) as usize],
+            );
+        }
+    }
+
+    /// The newest order queued at a price, if the price is on the ladder and has any.
+    pub fn tail_at(&self, price: Price) -> Option<Slot> {
+        if !self.contains(price) {
+            return None;
+        }
+        let tail = self.levels[((price - self.min_price) / self.tick) as usize].tail;
+        (tail != NIL).then_some(tail)
     }
 
     /// Best price on this side.

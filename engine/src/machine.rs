@@ -322,45 +322,148 @@ impl Engine {
     ///
     /// Equivalent to calling [`Engine::apply`] on each, but it starts loading the memory the
     /// next commands will need (their ClOrdID index slots, account and position, the order a
-    /// cancel names by id) while it works on the current one, which hides much of the
-    /// cache-miss latency of a large book.
+    /// cancel names and its queue neighbours, the level an order joins) while it works on the
+    /// current one, which hides much of the cache-miss latency of a large book.
     pub fn apply_batch(&mut self, cmds: &[Command], out: &mut Vec<Event>) {
-        const AHEAD: usize = 3;
-        const RING: usize = 4;
+        self.apply_batch_each(cmds, out, |_, _| {});
+    }
+
+    /// [`Engine::apply_batch`], calling `each(i, out)` after command `i`: `out` then ends with
+    /// that command's events (a caller that stamps events per command drains them there).
+    pub fn apply_batch_each(
+        &mut self,
+        cmds: &[Command],
+        out: &mut Vec<Event>,
+        mut each: impl FnMut(usize, &mut Vec<Event>),
+    ) {
+        // Three stages, each needing what the one before brought into cache: the index slots
+        // and account first, then the order a ClOrdID names or the price level an order joins,
+        // then that order's queue neighbours or the level's last order.
+        const FAR: usize = 6;
+        const MID: usize = 3;
+        const NEAR: usize = 1;
+        const RING: usize = 8;
         let mut keys = [Keys::NONE; RING];
-        for (i, c) in cmds.iter().enumerate().take(AHEAD) {
+        for (i, c) in cmds.iter().enumerate().take(FAR) {
             keys[i % RING] = self.prefetch_for(c);
         }
+        for (i, c) in cmds.iter().enumerate().take(MID) {
+            self.prefetch_mid(c, keys[i % RING]);
+        }
         for (i, c) in cmds.iter().enumerate() {
-            if let Some(next) = cmds.get(i + AHEAD) {
-                keys[(i + AHEAD) % RING] = self.prefetch_for(next);
+            if let Some(next) = cmds.get(i + FAR) {
+                keys[(i + FAR) % RING] = self.prefetch_for(next);
+            }
+            if let Some(next) = cmds.get(i + MID) {
+                self.prefetch_mid(next, keys[(i + MID) % RING]);
+            }
+            if let Some(next) = cmds.get(i + NEAR) {
+                self.prefetch_near(next, keys[(i + NEAR) % RING]);
             }
             self.apply_keyed(c, keys[i % RING], out);
+            each(i, out);
         }
     }
 
     /// Starts loading what `c` will touch; returns its index keys so they are hashed once.
     fn prefetch_for(&self, c: &Command) -> Keys {
         let keys = Keys::of(c);
-        let (account, symbol, order_id) = match c {
-            Command::NewOrder(o) => (o.account, o.symbol, OrderId(0)),
-            Command::Cancel(o) => (o.account, o.symbol, o.order_id),
-            Command::Replace(o) => (o.account, o.symbol, o.order_id),
+        let account = match c {
+            Command::NewOrder(o) => o.account,
+            Command::Cancel(o) => o.account,
+            Command::Replace(o) => o.account,
             _ => return keys,
         };
         self.cl_ord_ids.prefetch(keys.own);
-        if order_id.0 != 0 {
-            self.arena.prefetch(order_id.slot());
-        } else if keys.has_orig {
+        if keys.has_orig {
             self.cl_ord_ids.prefetch(keys.orig);
         }
         if let Some(a) = self.accounts.get(account.0 as usize) {
             crate::prefetch::prefetch(a);
-            if let Some(p) = a.positions.get(usize::from(symbol.0)) {
-                crate::prefetch::prefetch(p);
-            }
         }
         keys
+    }
+
+    /// The order id a cancel or replace names, as far as the index knows it now; only a hint.
+    fn named_id(&self, order_id: OrderId, keys: Keys) -> Option<OrderId> {
+        if keys.has_orig {
+            self.cl_ord_ids.get(keys.orig)
+        } else {
+            Some(order_id)
+        }
+    }
+
+    /// Second stage: the position, the order a cancel or replace names, the level a new order
+    /// joins.
+    fn prefetch_mid(&self, c: &Command, keys: Keys) {
+        let (account, symbol) = match c {
+            Command::NewOrder(o) => (o.account, o.symbol),
+            Command::Cancel(o) => (o.account, o.symbol),
+            Command::Replace(o) => (o.account, o.symbol),
+            _ => return,
+        };
+        // The account arrived in the first stage; its position table pointer is in it.
+        if let Some(p) = self
+            .accounts
+            .get(account.0 as usize)
+            .and_then(|a| a.positions.get(usize::from(symbol.0)))
+        {
+            crate::prefetch::prefetch(p);
+        }
+        match c {
+            Command::NewOrder(o) => {
+                if let Some(book) = self.books.get(usize::from(o.symbol.0)) {
+                    book.side(o.side).prefetch_level(o.price);
+                }
+            }
+            Command::Cancel(CancelOrder { order_id, .. })
+            | Command::Replace(ReplaceOrder { order_id, .. }) => {
+                if let Some(id) = self.named_id(*order_id, keys) {
+                    self.arena.prefetch(id.slot());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Last stage: the neighbours a cancel unlinks, the order a new one queues behind, the
+    /// order an aggressive one meets first.
+    fn prefetch_near(&self, c: &Command, keys: Keys) {
+        match c {
+            Command::NewOrder(o) => {
+                let Some(book) = self.books.get(usize::from(o.symbol.0)) else {
+                    return;
+                };
+                if let Some(tail) = book.side(o.side).tail_at(o.price) {
+                    self.arena.prefetch_links(tail);
+                }
+                if let Some((best, head)) = book.side(o.side.opposite()).best_head() {
+                    let crosses = o.ord_type == OrdType::Market
+                        || match o.side {
+                            Side::Buy => o.price >= best,
+                            Side::Sell => o.price <= best,
+                        };
+                    if crosses {
+                        self.arena.prefetch(head);
+                    }
+                }
+            }
+            Command::Cancel(CancelOrder { order_id, .. })
+            | Command::Replace(ReplaceOrder { order_id, .. }) => {
+                let found = self.named_id(*order_id, keys);
+                if let Some(slot) = found.and_then(|id| self.arena.find(id)) {
+                    let o = &self.arena[slot];
+                    if o.resting {
+                        self.arena.prefetch_links(o.prev);
+                        self.arena.prefetch_links(o.next);
+                        if let Some(book) = self.books.get(usize::from(o.symbol.0)) {
+                            book.side(o.side).prefetch_level(o.price);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     // ----- queries -------------------------------------------------------------------------

@@ -17,6 +17,33 @@ pub(crate) fn prefetch<T>(r: &T) {
     let _ = r;
 }
 
+/// Like [`prefetch`], for every cache line `*r` spans (an arena order spans two or three).
+#[inline(always)]
+pub(crate) fn prefetch_all<T>(r: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let start = (r as *const T).cast::<i8>();
+        let mut offset = 0;
+        while offset < std::mem::size_of::<T>() {
+            // SAFETY: a prefetch is only a hint and never faults; the addresses lie inside `*r`
+            // (the last one at its final byte) anyway.
+            unsafe {
+                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                    start.wrapping_add(offset),
+                );
+            }
+            offset += 64;
+        }
+        let last = start.wrapping_add(std::mem::size_of::<T>().saturating_sub(1));
+        // SAFETY: as above.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(last);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = r;
+}
+
 /// Asks the kernel to back a large table with huge pages.
 ///
 /// The engine's big tables (the order arena, the ClOrdID index, wide price ladders) are read

@@ -14,8 +14,8 @@ use crate::index::{ClKey, ClOrdIndex};
 use crate::snapshot::{Reader, SnapshotError, Writer};
 use crate::types::{ClOrdId, OrderId, Side, SymbolId};
 
-/// Layout version of the engine section.
-const VERSION: u32 = 1;
+/// Layout version of the engine section (2: ClOrdID keys hashed with the session as seed).
+const VERSION: u32 = 2;
 /// Bytes of one resting order in the section.
 const ORDER_BYTES: usize = 4 + 8 + 4 + 4 + 1 + 1 + 8 * 5 + ClOrdId::CAPACITY;
 

@@ -757,15 +757,15 @@ fn run_engine(
             .committed
             .store(journal.next_seq() - 1, Ordering::Release);
         let mut stamped = Vec::with_capacity(batch.len() * 2);
-        for (i, c) in batch.drain(..).enumerate() {
-            engine.apply(&c, &mut events);
+        engine.apply_batch_each(&batch, &mut events, |i, events| {
             let seq = first + i as u64;
             stamped.extend(events.drain(..).map(|event| Stamped {
                 seq,
                 timestamp: ts,
                 event,
             }));
-        }
+        });
+        batch.clear();
         let last_seq = journal.next_seq() - 1;
         if out
             .send(Batch {
