@@ -402,6 +402,8 @@ impl Engine {
             Command::Replace(o) => (o.account, o.symbol),
             _ => return,
         };
+        // Again: a first-stage prefetch is sometimes dropped (measured: 1.5-2.5% faster).
+        self.cl_ord_ids.prefetch(keys.own);
         // The account arrived in the first stage; its position table pointer is in it.
         if let Some(p) = self
             .accounts
