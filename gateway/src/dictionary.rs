@@ -5,7 +5,8 @@
 //! messages) plus an application dictionary. Validation answers each fault the way the FIX
 //! rules (and the QuickFIX family) do, with a SessionRejectReason and the tag at fault.
 
-use std::collections::{HashMap, HashSet};
+// Fx: the dictionary is looked up for every field of every message; its keys are trusted.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::Path;
 
 use crate::codec::{Field, Message, Tag, tags};
@@ -205,8 +206,8 @@ impl Dictionary {
         };
         let child = |name: &str| root.children().find(|c| c.tag_name().name() == name);
 
-        let mut fields = HashMap::new();
-        let mut by_name = HashMap::new();
+        let mut fields = HashMap::default();
+        let mut by_name = HashMap::default();
         if let Some(fs) = child("fields") {
             for f in fs.children().filter(|c| c.tag_name().name() == "field") {
                 let tag: Tag = attr(f, "number")?.parse().map_err(|_| {
@@ -255,7 +256,7 @@ impl Dictionary {
             Some(t) => builder.layout(t, true, 0)?,
             None => Layout::default(),
         };
-        let mut messages = HashMap::new();
+        let mut messages = HashMap::default();
         if let Some(ms) = child("messages") {
             for m in ms.children().filter(|c| c.tag_name().name() == "message") {
                 let msg_type = attr(m, "msgtype")?.as_bytes().to_vec();

@@ -12,6 +12,7 @@ use engine::{Event, RejectReason};
 use crate::codec::Tag;
 use crate::session::Outgoing;
 use crate::time::format_utc_millis;
+use std::sync::Arc;
 
 /// The names the engine's dense ids stand for (shared with the reporting store).
 pub use reporting::Names;
@@ -119,24 +120,37 @@ fn tif(t: TimeInForce) -> &'static [u8] {
     }
 }
 
-fn order_id(id: OrderId) -> Vec<u8> {
-    if id.0 == 0 {
-        b"NONE".to_vec()
-    } else {
-        id.0.to_string().into_bytes()
-    }
-}
-
-/// Builds one message's field list.
-struct Fields(Vec<(Tag, Vec<u8>)>);
+/// A report's body fields, encoded as they go (`tag=value<SOH>`...): one buffer per report
+/// rather than one allocation per field.
+struct Fields(Vec<u8>);
 
 impl Fields {
-    fn put(&mut self, tag: Tag, v: impl Into<Vec<u8>>) -> &mut Self {
-        self.0.push((tag, v.into()));
+    fn with_capacity(fields: usize) -> Fields {
+        Fields(Vec::with_capacity(fields * 12))
+    }
+    fn tag(&mut self, tag: Tag) {
+        crate::codec::write_uint(&mut self.0, u64::from(tag.unsigned_abs()));
+        self.0.push(b'=');
+    }
+    fn put(&mut self, tag: Tag, v: impl AsRef<[u8]>) -> &mut Self {
+        self.tag(tag);
+        self.0.extend_from_slice(v.as_ref());
+        self.0.push(crate::codec::SOH);
         self
     }
+    /// OrderID (37): the engine's id, or NONE for an order that never got one.
+    fn order_id(&mut self, id: OrderId) -> &mut Self {
+        if id.0 == 0 {
+            self.put(tag::ORDER_ID, "NONE")
+        } else {
+            self.num(tag::ORDER_ID, id.0)
+        }
+    }
     fn num(&mut self, tag: Tag, v: u64) -> &mut Self {
-        self.put(tag, v.to_string())
+        self.tag(tag);
+        crate::codec::write_uint(&mut self.0, v);
+        self.0.push(crate::codec::SOH);
+        self
     }
 }
 
@@ -192,10 +206,10 @@ pub fn render(event: &Event, timestamp_ns: i64, names: &Names, out: &mut Vec<Rep
             names,
         )),
         Event::Rejected(e) => {
-            let mut f = Fields(Vec::with_capacity(20));
+            let mut f = Fields::with_capacity(20);
             f.put(tag::ORDER_ID, "NONE")
                 .put(tag::CL_ORD_ID, e.cl_ord_id.as_bytes())
-                .put(tag::EXEC_ID, e.exec_id.to_string())
+                .num(tag::EXEC_ID, e.exec_id)
                 .put(tag::EXEC_TYPE, "8")
                 .put(tag::ORD_STATUS, "8")
                 .num(
@@ -235,8 +249,8 @@ pub fn render(event: &Event, timestamp_ns: i64, names: &Names, out: &mut Vec<Rep
             }
         }
         Event::CancelRejected(e) => {
-            let mut f = Fields(Vec::with_capacity(12));
-            f.put(tag::ORDER_ID, order_id(e.order_id))
+            let mut f = Fields::with_capacity(12);
+            f.order_id(e.order_id)
                 .put(tag::CL_ORD_ID, e.cl_ord_id.as_bytes())
                 .put(tag::ORIG_CL_ORD_ID, e.orig_cl_ord_id.as_bytes())
                 .put(tag::ORD_STATUS, ord_status(e.status))
@@ -262,7 +276,11 @@ pub fn render(event: &Event, timestamp_ns: i64, names: &Names, out: &mut Vec<Rep
 }
 
 fn outgoing(msg_type: &[u8], f: Fields) -> Outgoing {
-    Outgoing::new(msg_type, f.0)
+    Outgoing {
+        msg_type: msg_type.to_vec(),
+        fields: Vec::new(),
+        encoded: vec![Arc::from(f.0)],
+    }
 }
 
 fn order_report(
@@ -273,13 +291,13 @@ fn order_report(
     time: &str,
     names: &Names,
 ) -> Report {
-    let mut f = Fields(Vec::with_capacity(22));
-    f.put(tag::ORDER_ID, order_id(o.order_id))
+    let mut f = Fields::with_capacity(22);
+    f.order_id(o.order_id)
         .put(tag::CL_ORD_ID, o.cl_ord_id.as_bytes());
     if let Some(orig) = orig {
         f.put(tag::ORIG_CL_ORD_ID, orig);
     }
-    f.put(tag::EXEC_ID, o.exec_id.to_string())
+    f.num(tag::EXEC_ID, o.exec_id)
         .put(tag::EXEC_TYPE, exec_type)
         .put(tag::ORD_STATUS, ord_status(o.status))
         .put(tag::ACCOUNT, names.account(o.account.0))
@@ -318,10 +336,10 @@ fn fill_report(
     names: &Names,
 ) -> Report {
     let status = OrdStatus::working(fill.cum_qty, fill.leaves_qty);
-    let mut f = Fields(Vec::with_capacity(24));
-    f.put(tag::ORDER_ID, order_id(fill.order_id))
+    let mut f = Fields::with_capacity(24);
+    f.order_id(fill.order_id)
         .put(tag::CL_ORD_ID, fill.cl_ord_id.as_bytes())
-        .put(tag::EXEC_ID, fill.exec_id.to_string())
+        .num(tag::EXEC_ID, fill.exec_id)
         .put(tag::EXEC_TYPE, "F")
         .put(tag::ORD_STATUS, ord_status(status))
         .put(tag::ACCOUNT, names.account(fill.account.0))
@@ -362,7 +380,7 @@ pub fn gateway_reject(
     text: &str,
     time_ns: i64,
 ) -> Outgoing {
-    let mut f = Fields(Vec::with_capacity(14));
+    let mut f = Fields::with_capacity(14);
     f.put(tag::ORDER_ID, "NONE")
         .put(tag::CL_ORD_ID, cl_ord_id)
         .put(tag::EXEC_ID, exec_id)
@@ -394,7 +412,7 @@ pub fn gateway_cancel_reject(
     text: &str,
     time_ns: i64,
 ) -> Outgoing {
-    let mut f = Fields(Vec::with_capacity(10));
+    let mut f = Fields::with_capacity(10);
     f.put(
         tag::ORDER_ID,
         if order_id.is_empty() {
