@@ -9,7 +9,8 @@
 //! Connections of background sessions (market data) move, once their Logon names them, to a
 //! runtime of their own whose threads run below the order flow's priority.
 
-use std::collections::HashMap;
+// Fx: keys come from the configuration; they are looked up for every message.
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 

@@ -341,7 +341,7 @@ impl Exchange {
 
         // Sessions, each with its store.
         let mut sessions = Vec::new();
-        let mut infos = HashMap::new();
+        let mut infos = rustc_hash::FxHashMap::default();
         let mut keys: Vec<SessionKey> = Vec::new();
         let mut copies = vec![Vec::new(); config.accounts.len()];
         let gateway = config.gateway();

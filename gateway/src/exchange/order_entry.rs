@@ -9,7 +9,8 @@
 //! reason). Everything accepted goes to the engine thread, whose
 //! events produce the reports.
 
-use std::collections::HashMap;
+// Fx: keys come from the configuration; they are looked up for every message.
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Instant;
 
