@@ -120,6 +120,11 @@ impl Arena {
         }
     }
 
+    /// Faults the reserved storage in now (see [`crate::prefetch::populate`]).
+    pub fn populate(&self) {
+        crate::prefetch::populate(&self.slots);
+    }
+
     /// Starts loading a slot's order into cache.
     pub fn prefetch(&self, slot: Slot) {
         if let Some(o) = self.slots.get(slot as usize) {
@@ -394,6 +399,11 @@ impl Ladder {
         price >= self.min_price
             && (price - self.min_price) % self.tick == 0
             && (((price - self.min_price) / self.tick) as usize) < self.levels.len()
+    }
+
+    /// Faults the levels in now (see [`crate::prefetch::populate`]).
+    pub fn populate(&self) {
+        crate::prefetch::populate(&self.levels);
     }
 
     /// Starts loading the level a price maps to; nothing for a price off the ladder.

@@ -68,6 +68,8 @@ pub(crate) enum Probe {
 pub(crate) struct ClOrdIndex {
     entries: Vec<Entry>,
     len: usize,
+    /// Whether tables are faulted in as they are allocated (see [`ClOrdIndex::populate`]).
+    populated: bool,
 }
 
 impl std::fmt::Debug for ClOrdIndex {
@@ -92,6 +94,7 @@ impl Clone for ClOrdIndex {
         ClOrdIndex {
             entries,
             len: self.len,
+            populated: self.populated,
         }
     }
 }
@@ -104,6 +107,7 @@ impl ClOrdIndex {
         ClOrdIndex {
             entries: table(slots),
             len: 0,
+            populated: false,
         }
     }
 
@@ -134,6 +138,13 @@ impl ClOrdIndex {
             }
             i = (i + 1) & mask;
         }
+    }
+
+    /// Faults the whole table in now, and every table that later replaces it (a new day's,
+    /// a grown one) as it is allocated (see [`crate::prefetch::populate`]).
+    pub fn populate(&mut self) {
+        self.populated = true;
+        crate::prefetch::populate(&self.entries);
     }
 
     /// Hints the CPU to start loading the slot a key probes first.
@@ -180,6 +191,9 @@ impl ClOrdIndex {
 
     fn rebuild(&mut self, slots: usize, keep: impl Fn(OrderId) -> bool) {
         let old = std::mem::replace(&mut self.entries, table(slots));
+        if self.populated {
+            crate::prefetch::populate(&self.entries);
+        }
         self.len = 0;
         for e in old
             .iter()

@@ -468,6 +468,18 @@ impl Engine {
         }
     }
 
+    /// Faults in the memory the order flow will touch (the ClOrdID index, the order arena, the
+    /// price ladders) now rather than a page at a time under the first orders. For the engine
+    /// on the order path; engines that only replay do not need it.
+    pub fn populate_memory(&mut self) {
+        self.cl_ord_ids.populate();
+        self.arena.populate();
+        for b in &self.books {
+            b.bids.populate();
+            b.asks.populate();
+        }
+    }
+
     // ----- queries -------------------------------------------------------------------------
 
     /// The instrument table.

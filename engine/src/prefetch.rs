@@ -74,3 +74,35 @@ pub(crate) fn huge_pages<T>(v: &Vec<T>) {
     #[cfg(not(target_os = "linux"))]
     let _ = v;
 }
+
+/// Faults in a table's whole allocation (its capacity, not only its length) now.
+///
+/// Fresh pages are zeroed by the kernel on first touch: 2 MiB at a time for the huge-page
+/// tables, and the ClOrdID index is touched at random, so without this the first orders of a
+/// day each pay for zeroing another page (measured: the first ~200 ms of a fresh exchange's
+/// order flow stalled by up to 114 ms). Contents are not changed; a failure (an older kernel)
+/// only leaves the faults to happen later.
+pub(crate) fn populate<T>(v: &Vec<T>) {
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: usize = 4096;
+        let start = v.as_ptr() as usize;
+        let bytes = v.capacity() * std::mem::size_of::<T>();
+        if bytes < (2 << 20) {
+            return;
+        }
+        let first = start.div_ceil(PAGE) * PAGE;
+        let last = (start + bytes) / PAGE * PAGE;
+        // SAFETY: the range lies inside the vector's own allocation; MADV_POPULATE_WRITE
+        // only faults its pages in, as a write that changes nothing would.
+        unsafe {
+            libc::madvise(
+                first as *mut libc::c_void,
+                last - first,
+                libc::MADV_POPULATE_WRITE,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = v;
+}

@@ -480,6 +480,12 @@ impl Exchange {
             }
             events.clear();
         })?;
+        let populated = std::time::Instant::now();
+        engine.populate_memory();
+        tracing::info!(
+            ms = populated.elapsed().as_millis() as u64,
+            "engine memory faulted in"
+        );
         let last = journal.next_seq() - 1;
         routes.flush(&acceptor, &mut touched);
         watermark.set(last);
