@@ -336,6 +336,27 @@ impl Engine {
         out: &mut Vec<Event>,
         mut each: impl FnMut(usize, &mut Vec<Event>),
     ) {
+        self.apply_batch_by(cmds, |c| c, out, |i, _, out| each(i, out));
+    }
+
+    /// [`Engine::apply_batch`] over journal records, calling `each(record, out)` after each
+    /// record's command, `out` then ending with its events: how a replay applies what it reads.
+    pub fn apply_records(
+        &mut self,
+        records: &[crate::journal::Record],
+        out: &mut Vec<Event>,
+        mut each: impl FnMut(&crate::journal::Record, &mut Vec<Event>),
+    ) {
+        self.apply_batch_by(records, |r| &r.command, out, |_, r, out| each(r, out));
+    }
+
+    fn apply_batch_by<T>(
+        &mut self,
+        items: &[T],
+        cmd: impl Fn(&T) -> &Command,
+        out: &mut Vec<Event>,
+        mut each: impl FnMut(usize, &T, &mut Vec<Event>),
+    ) {
         // Three stages, each needing what the one before brought into cache: the index slots
         // and account first, then the order a ClOrdID names or the price level an order joins,
         // then that order's queue neighbours or the level's last order.
@@ -344,24 +365,24 @@ impl Engine {
         const NEAR: usize = 1;
         const RING: usize = 8;
         let mut keys = [Keys::NONE; RING];
-        for (i, c) in cmds.iter().enumerate().take(FAR) {
-            keys[i % RING] = self.prefetch_for(c);
+        for (i, t) in items.iter().enumerate().take(FAR) {
+            keys[i % RING] = self.prefetch_for(cmd(t));
         }
-        for (i, c) in cmds.iter().enumerate().take(MID) {
-            self.prefetch_mid(c, keys[i % RING]);
+        for (i, t) in items.iter().enumerate().take(MID) {
+            self.prefetch_mid(cmd(t), keys[i % RING]);
         }
-        for (i, c) in cmds.iter().enumerate() {
-            if let Some(next) = cmds.get(i + FAR) {
-                keys[(i + FAR) % RING] = self.prefetch_for(next);
+        for (i, t) in items.iter().enumerate() {
+            if let Some(next) = items.get(i + FAR) {
+                keys[(i + FAR) % RING] = self.prefetch_for(cmd(next));
             }
-            if let Some(next) = cmds.get(i + MID) {
-                self.prefetch_mid(next, keys[(i + MID) % RING]);
+            if let Some(next) = items.get(i + MID) {
+                self.prefetch_mid(cmd(next), keys[(i + MID) % RING]);
             }
-            if let Some(next) = cmds.get(i + NEAR) {
-                self.prefetch_near(next, keys[(i + NEAR) % RING]);
+            if let Some(next) = items.get(i + NEAR) {
+                self.prefetch_near(cmd(next), keys[(i + NEAR) % RING]);
             }
-            self.apply_keyed(c, keys[i % RING], out);
-            each(i, out);
+            self.apply_keyed(cmd(t), keys[i % RING], out);
+            each(i, t, out);
         }
     }
 

@@ -103,6 +103,7 @@ pub fn run_with(
     let mut stored = 0u64;
     let mut rows = Rows::default();
     let mut events = Vec::new();
+    let mut records = Vec::new();
     let mut backoff = Duration::from_millis(50);
     let mut last_flush = Instant::now();
     let mut outage: Option<Instant> = None;
@@ -144,10 +145,11 @@ pub fn run_with(
         }
         let committed = progress.committed.load(Ordering::Acquire);
         if rows.len() < MAX_ROWS {
-            let polled = follower.poll(committed, 4096, |r| {
-                engine.apply(&r.command, &mut events);
+            records.clear();
+            let polled = follower.poll(committed, 4096, |r| records.push(*r));
+            engine.apply_records(&records, &mut events, |r, events| {
                 if r.seq > stored {
-                    for e in &events {
+                    for e in events.iter() {
                         rows.push(r.seq, r.timestamp, e, &config.names);
                     }
                     rows.last_seq = r.seq;

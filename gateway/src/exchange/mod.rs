@@ -30,7 +30,7 @@ use std::time::Duration;
 use anyhow::Context;
 use engine::command::{Asset, CloseTrading, OpenTrading, Transfer};
 use engine::config::decimal_to_units;
-use engine::journal::{Journal, JournalOptions};
+use engine::journal::{Journal, JournalOptions, Record};
 use engine::types::{AccountId, ClOrdId, SessionId};
 use engine::{Command, Engine, EngineConfig, Event};
 
@@ -464,22 +464,34 @@ impl Exchange {
             segment_bytes: config.exchange.journal_segment_mb.max(1) << 20,
         };
         let from = restored_from.map_or(1, |s| s + 1);
-        let (journal, recovery) = Journal::open_from(&journal_dir(data), options, from, |r| {
-            engine.apply(&r.command, &mut events);
-            for e in &events {
-                md.feed.apply(r.seq, r.timestamp, e);
-            }
-            if r.seq > delivered {
+        // Replayed in batches, so the engine prefetches across commands as the live flow does.
+        const REPLAY_BATCH: usize = 1024;
+        let mut pending: Vec<Record> = Vec::with_capacity(REPLAY_BATCH);
+        let mut replay = |records: &[Record]| {
+            engine.apply_records(records, &mut events, |r, events| {
                 for e in events.iter() {
-                    render(e, r.timestamp, &names, &mut reports);
+                    md.feed.apply(r.seq, r.timestamp, e);
                 }
-                for r in reports.drain(..) {
-                    routes.deliver(&acceptor, r, true, &mut touched);
-                    redelivered += 1;
+                if r.seq > delivered {
+                    for e in events.iter() {
+                        render(e, r.timestamp, &names, &mut reports);
+                    }
+                    for r in reports.drain(..) {
+                        routes.deliver(&acceptor, r, true, &mut touched);
+                        redelivered += 1;
+                    }
                 }
+                events.clear();
+            });
+        };
+        let (journal, recovery) = Journal::open_from(&journal_dir(data), options, from, |r| {
+            pending.push(*r);
+            if pending.len() == REPLAY_BATCH {
+                replay(&pending);
+                pending.clear();
             }
-            events.clear();
         })?;
+        replay(&pending);
         let populated = std::time::Instant::now();
         engine.populate_memory();
         tracing::info!(

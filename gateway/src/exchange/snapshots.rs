@@ -112,13 +112,14 @@ pub fn run(s: Snapshotter, limit: Arc<AtomicU64>, written: Arc<AtomicU64>, stop:
             }
         };
     let mut follower = Follower::at(&s.journal_dir, last_snapshot + 1);
-    let (mut events, mut out) = (Vec::new(), Vec::new());
+    let (mut events, mut out, mut records) = (Vec::new(), Vec::new(), Vec::new());
     let mut timestamp = 0;
     while !stop.load(Ordering::Acquire) {
         let up_to = limit.load(Ordering::Acquire);
-        let polled = follower.poll(up_to, 4096, |r| {
-            engine.apply(&r.command, &mut events);
-            for e in &events {
+        records.clear();
+        let polled = follower.poll(up_to, 4096, |r| records.push(*r));
+        engine.apply_records(&records, &mut events, |r, events| {
+            for e in events.iter() {
                 feed.apply(r.seq, r.timestamp, e);
             }
             events.clear();
