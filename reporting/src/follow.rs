@@ -123,9 +123,6 @@ pub fn run_with(
                         // restored from a backup): start again from the best place.
                         if follower.next_seq() > last + 1 || follower.next_seq() == 1 {
                             (engine, follower) = start_at(&config, last);
-                            // Now, while the exchange is starting, rather than a page at a
-                            // time under the first orders, when the cores are busiest.
-                            engine.populate_memory();
                         }
                     }
                     progress.applied.store(last, Ordering::Release);

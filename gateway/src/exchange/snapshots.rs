@@ -111,9 +111,6 @@ pub fn run(s: Snapshotter, limit: Arc<AtomicU64>, written: Arc<AtomicU64>, stop:
                 return;
             }
         };
-    // Now, while the exchange is starting, rather than a page at a time under the first
-    // orders, when the cores are busiest.
-    engine.populate_memory();
     let mut follower = Follower::at(&s.journal_dir, last_snapshot + 1);
     let (mut events, mut out, mut records) = (Vec::new(), Vec::new(), Vec::new());
     let mut timestamp = 0;
