@@ -380,14 +380,8 @@ impl Ladder {
     }
 
     fn index_of(&self, price: Price) -> usize {
-        let i = (price - self.min_price) / self.tick;
-        assert!(
-            price >= self.min_price
-                && (price - self.min_price) % self.tick == 0
-                && (i as usize) < self.levels.len(),
-            "price {price} outside the ladder"
-        );
-        i as usize
+        self.level_index(price)
+            .unwrap_or_else(|| panic!("price {price} outside the ladder"))
     }
 
     fn price_of(&self, i: usize) -> Price {
@@ -396,9 +390,16 @@ impl Ladder {
 
     /// Whether a price is on this ladder (inside the band and on a tick).
     pub fn contains(&self, price: Price) -> bool {
-        price >= self.min_price
+        self.level_index(price).is_some()
+    }
+
+    /// The level a price maps to, if it is on this ladder.
+    fn level_index(&self, price: Price) -> Option<usize> {
+        let i = ((price - self.min_price) / self.tick) as usize;
+        (price >= self.min_price
             && (price - self.min_price) % self.tick == 0
-            && (((price - self.min_price) / self.tick) as usize) < self.levels.len()
+            && i < self.levels.len())
+        .then_some(i)
     }
 
     /// Faults the levels in now (see [`crate::prefetch::populate`]).
@@ -408,19 +409,14 @@ impl Ladder {
 
     /// Starts loading the level a price maps to; nothing for a price off the ladder.
     pub fn prefetch_level(&self, price: Price) {
-        if self.contains(price) {
-            crate::prefetch::prefetch(
-                &self.levels[((price - self.min_price) / self.tick) as usize],
-            );
+        if let Some(i) = self.level_index(price) {
+            crate::prefetch::prefetch(&self.levels[i]);
         }
     }
 
     /// The newest order queued at a price, if the price is on the ladder and has any.
     pub fn tail_at(&self, price: Price) -> Option<Slot> {
-        if !self.contains(price) {
-            return None;
-        }
-        let tail = self.levels[((price - self.min_price) / self.tick) as usize].tail;
+        let tail = self.levels[self.level_index(price)?].tail;
         (tail != NIL).then_some(tail)
     }
 

@@ -139,6 +139,16 @@ pub struct LevelInfo {
     pub orders: u32,
 }
 
+/// The account and instrument an order, cancel or replace works on; `None` for other commands.
+fn order_target(c: &Command) -> Option<(AccountId, SymbolId)> {
+    match c {
+        Command::NewOrder(o) => Some((o.account, o.symbol)),
+        Command::Cancel(o) => Some((o.account, o.symbol)),
+        Command::Replace(o) => Some((o.account, o.symbol)),
+        _ => None,
+    }
+}
+
 /// The ClOrdID index keys of a command, hashed once.
 #[derive(Clone, Copy)]
 struct Keys {
@@ -389,11 +399,8 @@ impl Engine {
     /// Starts loading what `c` will touch; returns its index keys so they are hashed once.
     fn prefetch_for(&self, c: &Command) -> Keys {
         let keys = Keys::of(c);
-        let account = match c {
-            Command::NewOrder(o) => o.account,
-            Command::Cancel(o) => o.account,
-            Command::Replace(o) => o.account,
-            _ => return keys,
+        let Some((account, _)) = order_target(c) else {
+            return keys;
         };
         self.cl_ord_ids.prefetch(keys.own);
         if keys.has_orig {
@@ -417,13 +424,10 @@ impl Engine {
     /// Second stage: the position, the order a cancel or replace names, the level a new order
     /// joins.
     fn prefetch_mid(&self, c: &Command, keys: Keys) {
-        let (account, symbol) = match c {
-            Command::NewOrder(o) => (o.account, o.symbol),
-            Command::Cancel(o) => (o.account, o.symbol),
-            Command::Replace(o) => (o.account, o.symbol),
-            _ => return,
+        let Some((account, symbol)) = order_target(c) else {
+            return;
         };
-        // Again: a first-stage prefetch is sometimes dropped (measured: 1.5-2.5% faster).
+        // Again (measured 1.5-2.5% faster): a first-stage prefetch seems to be dropped at times.
         self.cl_ord_ids.prefetch(keys.own);
         // The account arrived in the first stage; its position table pointer is in it.
         if let Some(p) = self

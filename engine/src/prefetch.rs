@@ -17,27 +17,24 @@ pub(crate) fn prefetch<T>(r: &T) {
     let _ = r;
 }
 
-/// Like [`prefetch`], for every cache line `*r` spans (an arena order spans two or three).
+/// Like [`prefetch`], for every cache line `*r` spans (an arena order: two).
 #[inline(always)]
 pub(crate) fn prefetch_all<T>(r: &T) {
     #[cfg(target_arch = "x86_64")]
     {
-        let start = (r as *const T).cast::<i8>();
-        let mut offset = 0;
-        while offset < std::mem::size_of::<T>() {
-            // SAFETY: a prefetch is only a hint and never faults; the addresses lie inside `*r`
-            // (the last one at its final byte) anyway.
+        const LINE: usize = 64;
+        let start = r as *const T as usize;
+        let end = start + std::mem::size_of::<T>().max(1);
+        let mut line = start / LINE * LINE;
+        while line < end {
+            // SAFETY: a prefetch is only a hint and never faults, whatever the address; these
+            // are the lines holding `*r` anyway.
             unsafe {
                 core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-                    start.wrapping_add(offset),
+                    line as *const i8,
                 );
             }
-            offset += 64;
-        }
-        let last = start.wrapping_add(std::mem::size_of::<T>().saturating_sub(1));
-        // SAFETY: as above.
-        unsafe {
-            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(last);
+            line += LINE;
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -52,27 +49,30 @@ pub(crate) fn prefetch_all<T>(r: &T) {
 /// one huge page are left alone.
 pub(crate) fn huge_pages<T>(v: &Vec<T>) {
     #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let start = v.as_ptr() as usize;
-        let bytes = v.capacity() * std::mem::size_of::<T>();
-        let first = start.div_ceil(HUGE) * HUGE;
-        let last = (start + bytes) / HUGE * HUGE;
-        if last > first {
-            // SAFETY: the range lies inside the vector's own allocation; MADV_HUGEPAGE only
-            // changes how the kernel backs it, never its contents. A failure (no THP support)
-            // is harmless and ignored.
-            unsafe {
-                libc::madvise(
-                    first as *mut libc::c_void,
-                    last - first,
-                    libc::MADV_HUGEPAGE,
-                );
-            }
-        }
-    }
+    advise(v, HUGE, libc::MADV_HUGEPAGE);
     #[cfg(not(target_os = "linux"))]
     let _ = v;
+}
+
+/// One huge page.
+const HUGE: usize = 2 << 20;
+
+/// `madvise` over the whole `unit`-aligned blocks inside a vector's allocation (its capacity,
+/// not only its length). A failure (an older kernel, no THP support) is harmless and ignored.
+#[cfg(target_os = "linux")]
+fn advise<T>(v: &Vec<T>, unit: usize, advice: libc::c_int) {
+    let start = v.as_ptr() as usize;
+    let bytes = v.capacity() * std::mem::size_of::<T>();
+    let first = start.div_ceil(unit) * unit;
+    let last = (start + bytes) / unit * unit;
+    if last > first {
+        // SAFETY: the range lies inside the vector's own allocation; the advice used here
+        // (MADV_HUGEPAGE, MADV_POPULATE_WRITE) changes how the kernel backs it or when its
+        // pages are faulted in, never its contents.
+        unsafe {
+            libc::madvise(first as *mut libc::c_void, last - first, advice);
+        }
+    }
 }
 
 /// Faults in a table's whole allocation (its capacity, not only its length) now.
@@ -83,25 +83,10 @@ pub(crate) fn huge_pages<T>(v: &Vec<T>) {
 /// order flow stalled by up to 114 ms). Contents are not changed; a failure (an older kernel)
 /// only leaves the faults to happen later.
 pub(crate) fn populate<T>(v: &Vec<T>) {
+    // Small tables (most ladders) are faulted in by their first orders at little cost.
     #[cfg(target_os = "linux")]
-    {
-        const PAGE: usize = 4096;
-        let start = v.as_ptr() as usize;
-        let bytes = v.capacity() * std::mem::size_of::<T>();
-        if bytes < (2 << 20) {
-            return;
-        }
-        let first = start.div_ceil(PAGE) * PAGE;
-        let last = (start + bytes) / PAGE * PAGE;
-        // SAFETY: the range lies inside the vector's own allocation; MADV_POPULATE_WRITE
-        // only faults its pages in, as a write that changes nothing would.
-        unsafe {
-            libc::madvise(
-                first as *mut libc::c_void,
-                last - first,
-                libc::MADV_POPULATE_WRITE,
-            );
-        }
+    if v.capacity() * std::mem::size_of::<T>() >= HUGE {
+        advise(v, 4096, libc::MADV_POPULATE_WRITE);
     }
     #[cfg(not(target_os = "linux"))]
     let _ = v;

@@ -1128,12 +1128,8 @@ fn totals(e: &Engine) -> (i64, Vec<i64>) {
     (cash, shares)
 }
 
-fn run(stp: &str, cmds: &[Command]) -> Result<(), TestCaseError> {
-    let cfg = config(stp);
-    let mut engine = Engine::new(cfg.clone());
-    let mut model = Model::new(cfg);
-    let mut events = Vec::new();
-    // Open trading and fund the accounts first, so most orders get past the wallet.
+/// Opens trading and funds the accounts, so most generated orders get past the wallet.
+fn setup() -> Vec<Command> {
     let mut setup = vec![Command::OpenTrading(OpenTrading { trading_day: 1 })];
     for a in 0..4 {
         setup.push(Command::Deposit(Transfer {
@@ -1149,17 +1145,31 @@ fn run(stp: &str, cmds: &[Command]) -> Result<(), TestCaseError> {
             }));
         }
     }
+    setup
+}
+
+/// Notes the order ids the engine handed out, for [`to_engine`] to name orders by id.
+fn remember_ids(events: &[Event], ids: &mut std::collections::HashMap<u64, OrderId>) {
+    for e in events {
+        if let Event::Accepted(a) = e {
+            ids.insert(a.order.order_id.sequence(), a.order.order_id);
+        }
+    }
+}
+
+fn run(stp: &str, cmds: &[Command]) -> Result<(), TestCaseError> {
+    let cfg = config(stp);
+    let mut engine = Engine::new(cfg.clone());
+    let mut model = Model::new(cfg);
+    let mut events = Vec::new();
+    let setup = setup();
     let mut ids = std::collections::HashMap::new();
     let mut ledger = Ledger::default();
     for (i, cmd) in setup.iter().chain(cmds).enumerate() {
         let before = totals(&engine);
         events.clear();
         engine.apply(&to_engine(cmd, &ids), &mut events);
-        for e in &events {
-            if let Event::Accepted(a) = e {
-                ids.insert(a.order.order_id.sequence(), a.order.order_id);
-            }
-        }
+        remember_ids(&events, &mut ids);
         for e in &events {
             ledger.check(e).map_err(TestCaseError::fail)?;
         }
@@ -1272,26 +1282,14 @@ proptest! {
     ) {
         let mut a = Engine::new(config(stp));
         let mut ids = std::collections::HashMap::new();
-        let mut stream = vec![Command::OpenTrading(OpenTrading { trading_day: 1 })];
-        for a in 0..4 {
-            stream.push(Command::Deposit(Transfer {
-                account: AccountId(a),
-                asset: Asset::Cash,
-                amount: 100_000 * 10_000,
-            }));
-        }
         // One at a time, with cancels by OrderID naming the ids the engine handed out.
         let mut want: Vec<Vec<Event>> = Vec::new();
         let mut converted = Vec::new();
-        for cmd in stream.iter().chain(&cmds) {
+        for cmd in setup().iter().chain(&cmds) {
             let c = to_engine(cmd, &ids);
             let mut events = Vec::new();
             a.apply(&c, &mut events);
-            for e in &events {
-                if let Event::Accepted(acc) = e {
-                    ids.insert(acc.order.order_id.sequence(), acc.order.order_id);
-                }
-            }
+            remember_ids(&events, &mut ids);
             want.push(events);
             converted.push(c);
         }

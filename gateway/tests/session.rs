@@ -185,13 +185,7 @@ fn a_message_reaches_the_store_before_it_leaves_and_saves_are_written_together()
         .range(2, 4)
         .unwrap()
         .iter()
-        .map(|(_, raw)| {
-            Message::parse(raw)
-                .unwrap()
-                .get_str(17)
-                .unwrap()
-                .to_string()
-        })
+        .map(|(_, raw)| exec_id(raw))
         .collect();
     assert_eq!(ids.len(), 3, "{ids:?}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -238,16 +232,7 @@ fn messages_sent_while_offline_are_recovered_by_resend_after_a_restart() {
         assert!(m.flag(43), "resent with PossDupFlag");
         assert!(m.get(122).is_some(), "resent with OrigSendingTime");
     }
-    let ids: Vec<_> = sent[..2]
-        .iter()
-        .map(|(_, _, raw)| {
-            Message::parse(raw)
-                .unwrap()
-                .get_str(17)
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let ids: Vec<_> = sent[..2].iter().map(|(_, _, raw)| exec_id(raw)).collect();
     assert_eq!(ids, ["E2", "E3"]);
     // The gap fill covers our Logon (5) and moves the client to 6.
     let gap = Message::parse(&sent[2].2).unwrap();
@@ -290,4 +275,13 @@ fn shutdown_logout_handshake() {
     drain(&mut s);
     s.on_timer(T0 + 2_500);
     assert!(drain(&mut s).1);
+}
+
+/// The ExecID (17) of a stored or sent message.
+fn exec_id(raw: &[u8]) -> String {
+    Message::parse(raw)
+        .unwrap()
+        .get_str(17)
+        .unwrap()
+        .to_string()
 }

@@ -101,7 +101,7 @@ pub struct Snapshotter {
 /// writes a snapshot every `every` records, setting `written` to its sequence id, until `stop`
 /// is set.
 pub fn run(s: Snapshotter, limit: Arc<AtomicU64>, written: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
-    background_priority();
+    super::market_data::lower_priority("snapshots");
     let (mut engine, mut feed, mut last_snapshot) =
         match restore(&s.dir, u64::MAX, &s.engine, &s.feed) {
             Ok(Some(r)) => (r.engine, r.feed, r.seq),
@@ -172,19 +172,6 @@ pub fn run(s: Snapshotter, limit: Arc<AtomicU64>, written: Arc<AtomicU64>, stop:
                 Err(e) => tracing::error!(seq, error = %e, "snapshot not written"),
             }
             last_snapshot = seq;
-        }
-    }
-}
-
-/// Nice 10, like the market-data thread: the order flow goes first, yet snapshots still
-/// progress on a machine that is never idle (under SCHED_IDLE, and even at nice 19, a
-/// saturated machine starved them for minutes).
-fn background_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: a plain system call on the calling thread (who 0) with valid arguments.
-    unsafe {
-        if libc::setpriority(libc::PRIO_PROCESS, 0, 10) != 0 {
-            tracing::debug!("could not lower the snapshot thread's priority");
         }
     }
 }
