@@ -101,6 +101,10 @@ pub struct FileStore {
     pending: Vec<u8>,
     fsync: bool,
     seqnums: File,
+    /// The `seqnums` file mapped, for updates without a system call (see [`SeqnumsMap`]).
+    map: Option<SeqnumsMap>,
+    /// The numbers the file holds: (sender, target).
+    written: (u64, u64),
     /// Sender numbers are written this far ahead (0: exactly), see [`FileStore::with_sender_block`].
     sender_block: u64,
     /// The sender number the file holds: at least `sender`.
@@ -170,11 +174,12 @@ impl FileStore {
             .next_back()
             .map_or(sender, |&s| sender.max(s + 1));
         let seqnums = OpenOptions::new()
+            .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(dir.join("seqnums"))?;
-        let store = FileStore {
+        let mut store = FileStore {
             sender,
             target,
             log,
@@ -183,10 +188,17 @@ impl FileStore {
             pending: Vec::new(),
             fsync,
             seqnums,
+            map: None,
+            written: (0, 0),
             sender_block: 0,
             sender_written: sender,
         };
         store.write_seqnums()?;
+        // With fsync every change goes through write + fdatasync anyway; without it, a
+        // store into the file's page cache survives a kill -9 just as a write does.
+        if !fsync {
+            store.map = SeqnumsMap::new(&store.seqnums);
+        }
         Ok(store)
     }
 
@@ -200,19 +212,28 @@ impl FileStore {
         self
     }
 
-    /// Rewrites the sequence numbers in place: one fixed-width write of less than a disk
-    /// sector, so it lands whole (a file replaced per message would cost a directory update
-    /// per message).
-    fn write_seqnums(&self) -> io::Result<()> {
+    /// Brings the `seqnums` file up to date: through the mapping when only one number changed
+    /// (no system call: this runs for every inbound message), else one fixed-width write of
+    /// less than a disk sector, so it lands whole (a file replaced per message would cost a
+    /// directory update per message).
+    fn write_seqnums(&mut self) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
-        // The "{:020} {:020}\n" layout, written by hand: `format!` padding goes a character
-        // at a time, and this runs for every inbound message.
-        let mut text = [b'0'; 42];
-        for (field, mut v) in [(0..20, self.sender_written), (21..41, self.target)] {
-            for b in text[field].iter_mut().rev() {
-                *b = b'0' + (v % 10) as u8;
-                v /= 10;
+        let now = (self.sender_written, self.target);
+        if let Some(map) = &self.map {
+            let stored = match (now.0 != self.written.0, now.1 != self.written.1) {
+                (false, false) => true,
+                (true, false) => map.store(0, self.written.0, now.0),
+                (false, true) => map.store(21, self.written.1, now.1),
+                (true, true) => false,
+            };
+            if stored {
+                self.written = now;
+                return Ok(());
             }
+        }
+        let mut text = [b'0'; SEQNUMS_LEN];
+        for (field, v) in [(0..20, now.0), (21..41, now.1)] {
+            digits(&mut text[field], v);
         }
         text[20] = b' ';
         text[41] = b'\n';
@@ -220,7 +241,96 @@ impl FileStore {
         if self.fsync {
             self.seqnums.sync_data()?;
         }
+        self.written = now;
         Ok(())
+    }
+}
+
+/// Length of the `seqnums` text: `"{:020} {:020}\n"`, sender then target.
+const SEQNUMS_LEN: usize = 42;
+
+/// Writes `v` as decimal digits filling `out`, zero-padded (by hand: `format!` padding goes a
+/// character at a time).
+fn digits(out: &mut [u8], mut v: u64) {
+    for b in out.iter_mut().rev() {
+        *b = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+/// The `seqnums` file mapped shared: a number is updated by storing its last 16 digits with
+/// one 16-byte store instruction. A process stops between instructions, so a kill -9 leaves
+/// the old number or the new one, never a mix; and a shared file mapping's page is the page
+/// cache's, which outlives the process exactly as a `write` does.
+struct SeqnumsMap {
+    ptr: std::ptr::NonNull<u8>,
+}
+
+// SAFETY: the mapping is owned by one store and only written through `&self` methods of it;
+// the store is moved between threads, never shared.
+unsafe impl Send for SeqnumsMap {}
+
+impl SeqnumsMap {
+    /// Maps the file (written whole just before); `None` where the single-store update is not
+    /// available, so every change is written.
+    fn new(file: &File) -> Option<SeqnumsMap> {
+        if !cfg!(target_arch = "x86_64") {
+            return None;
+        }
+        use std::os::fd::AsRawFd;
+        // SAFETY: a fresh shared mapping of the first SEQNUMS_LEN bytes of an open file of at
+        // least that length; it is unmapped on drop.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                SEQNUMS_LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        std::ptr::NonNull::new(p.cast()).map(|ptr| SeqnumsMap { ptr })
+    }
+
+    /// Replaces `old` by `new` in the 20-digit field at `at`; false when its first 4 digits
+    /// would change (numbers from 10^16 up: the caller writes the file instead).
+    fn store(&self, at: usize, old: u64, new: u64) -> bool {
+        const LIMIT: u64 = 10_000_000_000_000_000;
+        if old >= LIMIT || new >= LIMIT {
+            return false;
+        }
+        let mut d = [0u8; 16];
+        digits(&mut d, new);
+        #[cfg(not(target_arch = "x86_64"))]
+        return false;
+        // SAFETY: at + 4 + 16 <= SEQNUMS_LEN, inside the mapping; both numbers are below
+        // LIMIT, so the field's first 4 digits are "0000" before and after.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            let dst = self.ptr.as_ptr().add(at + 4);
+            std::arch::asm!(
+                "movdqu xmm0, [{src}]",
+                "movdqu [{dst}], xmm0",
+                src = in(reg) d.as_ptr(),
+                dst = in(reg) dst,
+                out("xmm0") _,
+                options(nostack, preserves_flags),
+            );
+        }
+        true
+    }
+}
+
+impl Drop for SeqnumsMap {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), SEQNUMS_LEN);
+        }
     }
 }
 
@@ -420,6 +530,33 @@ mod tests {
         std::mem::forget(s);
         let s = open();
         assert_eq!((s.next_sender(), s.next_target()), (1, 1));
+    }
+
+    /// Numbers updated through the mapping are in the file at once, for a reader and for a
+    /// store reopened after a crash (the store is never dropped), on both sides of the
+    /// 16-digit limit of the single-store update.
+    #[test]
+    fn sequence_numbers_are_in_the_file_after_every_change() {
+        let dir = tmp("mapped");
+        let file = || std::fs::read_to_string(dir.join("seqnums")).unwrap();
+        let mut s = FileStore::open(&dir, false).unwrap();
+        assert!(cfg!(not(target_arch = "x86_64")) || s.map.is_some());
+        for n in [2, 9, 10, 12_345, 99_999_999] {
+            s.set_next_target(n).unwrap();
+            assert_eq!(file(), format!("{:020} {n:020}\n", 1));
+        }
+        s.set_next_sender(40).unwrap();
+        assert_eq!(file(), format!("{:020} {:020}\n", 40, 99_999_999));
+        let big = 10_000_000_000_000_000 + 7;
+        s.set_next_target(big).unwrap();
+        assert_eq!(file(), format!("{:020} {big:020}\n", 40));
+        s.set_next_target(5).unwrap();
+        assert_eq!(file(), format!("{:020} {:020}\n", 40, 5));
+        s.set_next_target(6).unwrap();
+        std::mem::forget(s);
+        let s = FileStore::open(&dir, false).unwrap();
+        assert_eq!((s.next_sender(), s.next_target()), (40, 6));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
