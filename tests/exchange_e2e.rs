@@ -17,6 +17,16 @@ fn er(c: &mut FixClient) -> Msg {
     c.expect("8")
 }
 
+/// What `exchange journal dump` prints for a data directory: one command per line.
+fn journal_dump(data: &std::path::Path) -> String {
+    let out = std::process::Command::new(exchange_tests::exchange_binary())
+        .args(["journal", "dump", "--data"])
+        .arg(data)
+        .output()
+        .expect("journal dump");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn assert_fields(m: &Msg, want: &[(i32, &str)]) {
     for (t, v) in want {
         assert_eq!(m.get(*t), Some(*v), "tag {t} in {m:?}");
@@ -240,12 +250,7 @@ fn every_reject_path_answers_with_a_reason() {
         &[(11, "C10"), (41, "F1"), (434, "1"), (102, "99"), (39, "0")],
     );
     assert_ne!(m.get(37), Some("NONE"), "{m:?}");
-    let dump = std::process::Command::new(exchange_tests::exchange_binary())
-        .args(["journal", "dump", "--data"])
-        .arg(&ex.data)
-        .output()
-        .expect("journal dump");
-    let dump = String::from_utf8_lossy(&dump.stdout);
+    let dump = journal_dump(&ex.data);
     assert!(
         dump.lines()
             .any(|l| l.contains("RefuseCancel") && l.contains("NotEntitled")),
@@ -256,6 +261,59 @@ fn every_reject_path_answers_with_a_reason() {
     let m = c1.recv(Duration::from_secs(10)).expect("an answer");
     assert!(m.msg_type == "j" || m.msg_type == "3", "{m:?}");
     c1.logout();
+}
+
+/// A NewOrderSingle flagged as a possible resend (PossResend or PossDupFlag) whose ClOrdID
+/// the session has used is the order received before: not executed again and not answered
+/// (FIX's rule for possible resends; a "duplicate ClOrdID" reject would tell the client its
+/// live order was rejected). One whose ClOrdID is new is executed.
+#[test]
+fn a_possible_resend_of_a_received_order_is_ignored_and_a_new_one_executed() {
+    let ex = start_exchange(&temp_dir("resend"), None);
+    let mut c1 = client1(ex.port);
+    let order = |cl: &str, flags: &[(i32, String)]| {
+        let mut f = flags.to_vec();
+        f.extend([
+            (11, cl.to_string()),
+            (1, "DEMO1".to_string()),
+            (55, "AAPL".to_string()),
+            (54, "1".to_string()),
+            (60, "20260101-00:00:00.000".to_string()),
+            (38, "10".to_string()),
+            (40, "2".to_string()),
+            (59, "0".to_string()),
+            (44, "180".to_string()),
+        ]);
+        f
+    };
+    let poss_resend = [(97, "Y".to_string())];
+    let poss_dup = [
+        (43, "Y".to_string()),
+        (122, "20260101-00:00:00.000".to_string()),
+    ];
+    c1.send("D", &order("P1", &[]));
+    assert_fields(&er(&mut c1), &[(150, "0"), (39, "0"), (11, "P1")]);
+    c1.send("D", &order("P1", &poss_resend));
+    c1.send("D", &order("P1", &poss_dup));
+    // Answers come in order: the next report is P2's, so the two resends of P1 got none.
+    c1.send("D", &order("P2", &poss_resend));
+    let ack = er(&mut c1);
+    assert_fields(&ack, &[(150, "0"), (39, "0"), (11, "P2")]);
+    // Without the flag, a used ClOrdID is a duplicate, rejected as before.
+    c1.send("D", &order("P1", &[]));
+    assert_fields(&er(&mut c1), &[(150, "8"), (103, "6"), (11, "P1")]);
+    // P1 is working once: one cancel takes it, a second finds it done.
+    c1.cancel("X1", "P1", "DEMO1", "AAPL", 1);
+    assert_fields(&er(&mut c1), &[(150, "4"), (41, "P1"), (151, "0")]);
+    c1.cancel("X2", "P1", "DEMO1", "AAPL", 1);
+    assert_fields(&c1.expect("9"), &[(11, "X2"), (102, "0")]);
+    c1.logout();
+    let dump = journal_dump(&ex.data);
+    assert_eq!(
+        dump.lines().filter(|l| l.contains("ResentOrder")).count(),
+        3,
+        "{dump}"
+    );
 }
 
 #[test]

@@ -219,6 +219,12 @@ layout!(
 pub enum Command {
     /// A new order.
     NewOrder(NewOrder),
+    /// A new order the client flagged as possibly sent before (FIX PossResend or PossDupFlag):
+    /// executed as a new order unless the session has already used its ClOrdID, in which case
+    /// it is the order received before and is ignored (rejected as
+    /// [`RejectReason::ResentDuplicate`](crate::RejectReason::ResentDuplicate), a reject nobody
+    /// is sent).
+    ResentOrder(NewOrder),
     /// Cancel a working order.
     Cancel(CancelOrder),
     /// Cancel/replace a working order.
@@ -266,13 +272,14 @@ impl Command {
             Command::CloseTrading(_) => 7,
             Command::Refuse(_) => 8,
             Command::RefuseCancel(_) => 9,
+            Command::ResentOrder(_) => 10,
         }
     }
 
     /// Encoded length of this command.
     pub fn encoded_len(&self) -> usize {
         2 + match self {
-            Command::NewOrder(_) => NewOrder::LEN,
+            Command::NewOrder(_) | Command::ResentOrder(_) => NewOrder::LEN,
             Command::Cancel(_) => CancelOrder::LEN,
             Command::Replace(_) => ReplaceOrder::LEN,
             Command::Deposit(_) | Command::Withdraw(_) => Transfer::LEN,
@@ -291,7 +298,7 @@ impl Command {
         w.u8(FORMAT_VERSION);
         w.u8(self.kind());
         match self {
-            Command::NewOrder(c) => c.write(&mut w),
+            Command::NewOrder(c) | Command::ResentOrder(c) => c.write(&mut w),
             Command::Cancel(c) => c.write(&mut w),
             Command::Replace(c) => c.write(&mut w),
             Command::Deposit(c) | Command::Withdraw(c) => c.write(&mut w),
@@ -321,6 +328,7 @@ impl Command {
             7 => Command::CloseTrading(CloseTrading::read(&mut r)?),
             8 => Command::Refuse(Refused::read(&mut r)?),
             9 => Command::RefuseCancel(RefusedCancel::read(&mut r)?),
+            10 => Command::ResentOrder(NewOrder::read(&mut r)?),
             k => return Err(DecodeError::Kind(k)),
         };
         Ok((cmd, r.position()))
@@ -353,6 +361,16 @@ mod tests {
         // version, kind, then the session id little-endian.
         assert_eq!(&buf[..6], &[1, 1, 7, 0, 0, 0]);
         assert_eq!(Command::decode(&buf[..n]).unwrap(), (order(), n));
+        // A possible resend: the same body under its own kind.
+        let Command::NewOrder(o) = order() else {
+            unreachable!()
+        };
+        let n = Command::ResentOrder(o).encode(&mut buf);
+        assert_eq!((n, &buf[..2]), (71, &[1, 10][..]));
+        assert_eq!(
+            Command::decode(&buf[..n]).unwrap(),
+            (Command::ResentOrder(o), n)
+        );
     }
 
     #[test]

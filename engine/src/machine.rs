@@ -142,7 +142,7 @@ pub struct LevelInfo {
 /// The account and instrument an order, cancel or replace works on; `None` for other commands.
 fn order_target(c: &Command) -> Option<(AccountId, SymbolId)> {
     match c {
-        Command::NewOrder(o) => Some((o.account, o.symbol)),
+        Command::NewOrder(o) | Command::ResentOrder(o) => Some((o.account, o.symbol)),
         Command::Cancel(o) => Some((o.account, o.symbol)),
         Command::Replace(o) => Some((o.account, o.symbol)),
         _ => None,
@@ -169,7 +169,7 @@ impl Keys {
 
     fn of(c: &Command) -> Keys {
         let (session, own, orig, order_id) = match c {
-            Command::NewOrder(o) => {
+            Command::NewOrder(o) | Command::ResentOrder(o) => {
                 return Keys {
                     own: ClKey::new(o.session, &o.cl_ord_id),
                     ..Keys::NONE
@@ -316,7 +316,8 @@ impl Engine {
 
     fn apply_keyed(&mut self, cmd: &Command, keys: Keys, out: &mut Vec<Event>) {
         match cmd {
-            Command::NewOrder(c) => self.on_new_order(c, keys.own, out),
+            Command::NewOrder(c) => self.on_new_order(c, keys.own, false, out),
+            Command::ResentOrder(c) => self.on_new_order(c, keys.own, true, out),
             Command::Cancel(c) => self.on_cancel(c, keys, out),
             Command::Replace(c) => self.on_replace(c, keys, out),
             Command::Deposit(t) => self.on_transfer(t, true, out),
@@ -438,7 +439,7 @@ impl Engine {
             crate::prefetch::prefetch(p);
         }
         match c {
-            Command::NewOrder(o) => {
+            Command::NewOrder(o) | Command::ResentOrder(o) => {
                 if let Some(book) = self.books.get(usize::from(o.symbol.0)) {
                     book.side(o.side).prefetch_level(o.price);
                 }
@@ -457,7 +458,7 @@ impl Engine {
     /// order an aggressive one meets first.
     fn prefetch_near(&self, c: &Command, keys: Keys) {
         match c {
-            Command::NewOrder(o) => {
+            Command::NewOrder(o) | Command::ResentOrder(o) => {
                 let Some(book) = self.books.get(usize::from(o.symbol.0)) else {
                     return;
                 };
@@ -930,9 +931,16 @@ impl Engine {
         }
     }
 
-    fn on_new_order(&mut self, c: &NewOrder, key: ClKey, out: &mut Vec<Event>) {
+    fn on_new_order(&mut self, c: &NewOrder, key: ClKey, resent: bool, out: &mut Vec<Event>) {
         let vacant = match self.cl_ord_ids.probe(key) {
-            Probe::Found => return self.reject_order(c, RejectReason::DuplicateClOrdId, out),
+            Probe::Found => {
+                let reason = if resent {
+                    RejectReason::ResentDuplicate
+                } else {
+                    RejectReason::DuplicateClOrdId
+                };
+                return self.reject_order(c, reason, out);
+            }
             Probe::Vacant(v) => v,
         };
         let price = match self.vet_new_order(c) {

@@ -61,11 +61,15 @@ pub enum RejectReason {
     InstrumentHalted = 27,
     /// ClOrdID (or OrigClOrdID) missing, or longer than the exchange keeps.
     InvalidClOrdId = 28,
+    /// A new order flagged as possibly sent before (PossResend or PossDupFlag) whose ClOrdID
+    /// the session has already used: it was received before, so it is ignored, not executed
+    /// again and not answered (the FIX rule for possible resends).
+    ResentDuplicate = 29,
 }
 
 impl RejectReason {
     /// Every reason, in code order.
-    pub const ALL: [RejectReason; 28] = [
+    pub const ALL: [RejectReason; 29] = [
         RejectReason::UnknownSymbol,
         RejectReason::UnknownAccount,
         RejectReason::MarketClosed,
@@ -94,6 +98,7 @@ impl RejectReason {
         RejectReason::InsufficientBalance,
         RejectReason::InstrumentHalted,
         RejectReason::InvalidClOrdId,
+        RejectReason::ResentDuplicate,
     ];
 
     /// The stable numeric code.
@@ -137,6 +142,7 @@ impl RejectReason {
             RejectReason::InsufficientBalance => "InsufficientBalance",
             RejectReason::InstrumentHalted => "InstrumentHalted",
             RejectReason::InvalidClOrdId => "InvalidClOrdId",
+            RejectReason::ResentDuplicate => "ResentDuplicate",
         }
     }
 
@@ -175,6 +181,9 @@ impl RejectReason {
             RejectReason::InsufficientBalance => "insufficient available balance",
             RejectReason::InstrumentHalted => "instrument is halted",
             RejectReason::InvalidClOrdId => "ClOrdID missing or longer than 40 characters",
+            RejectReason::ResentDuplicate => {
+                "possible resend of an order already received: ignored"
+            }
         }
     }
 
@@ -191,7 +200,7 @@ impl RejectReason {
             | RejectReason::TooManyOpenOrders
             | RejectReason::InsufficientBalance => 3,
             RejectReason::UnknownOrder => 5,
-            RejectReason::DuplicateClOrdId => 6,
+            RejectReason::DuplicateClOrdId | RejectReason::ResentDuplicate => 6,
             RejectReason::UnsupportedOrderType | RejectReason::NoLiquidity => 11,
             RejectReason::InvalidQuantity | RejectReason::InvalidLotSize => 13,
             RejectReason::UnknownAccount | RejectReason::NotEntitled => 15,
@@ -212,7 +221,7 @@ impl RejectReason {
         match self {
             RejectReason::TooLateToCancel => 0,
             RejectReason::UnknownOrder | RejectReason::AccountMismatch => 1,
-            RejectReason::DuplicateClOrdId => 6,
+            RejectReason::DuplicateClOrdId | RejectReason::ResentDuplicate => 6,
             RejectReason::PriceOutOfBand => 8,
             _ => 99,
         }

@@ -193,7 +193,8 @@ impl Model {
     fn apply(&mut self, cmd: &Command) -> Vec<Event> {
         let mut out = Vec::new();
         match cmd {
-            Command::NewOrder(c) => self.new_order(c, &mut out),
+            Command::NewOrder(c) => self.new_order(c, false, &mut out),
+            Command::ResentOrder(c) => self.new_order(c, true, &mut out),
             Command::Cancel(c) => self.cancel(c, &mut out),
             Command::Replace(c) => self.replace(c, &mut out),
             Command::Deposit(t) => self.transfer(t, true, &mut out),
@@ -327,10 +328,16 @@ impl Model {
         Ok(price)
     }
 
-    fn new_order(&mut self, c: &NewOrder, out: &mut Vec<Event>) {
+    /// A new order; a `resent` one whose ClOrdID is known is the order received before.
+    fn new_order(&mut self, c: &NewOrder, resent: bool, out: &mut Vec<Event>) {
         let key = (c.session, c.cl_ord_id);
         if self.id_of(&key).is_some() {
-            return self.reject(c, RejectReason::DuplicateClOrdId, out);
+            let reason = if resent {
+                RejectReason::ResentDuplicate
+            } else {
+                RejectReason::DuplicateClOrdId
+            };
+            return self.reject(c, reason, out);
         }
         let price = match self.vet(c) {
             Ok(p) => p,
@@ -926,7 +933,7 @@ fn arb_command() -> impl Strategy<Value = Command> {
             if odd == 0 {
                 price += 37; // off the tick
             }
-            Command::NewOrder(NewOrder {
+            let order = NewOrder {
                 session: SessionId(a % 4),
                 account: AccountId(a),
                 cl_ord_id: cl(c),
@@ -944,7 +951,13 @@ fn arb_command() -> impl Strategy<Value = Command> {
                 } else {
                     q
                 },
-            })
+            };
+            // One in ten flagged as a possible resend (PossResend or PossDupFlag on FIX).
+            if odd == 9 {
+                Command::ResentOrder(order)
+            } else {
+                Command::NewOrder(order)
+            }
         });
     let cancel = (
         acct.clone(),

@@ -283,6 +283,9 @@ impl Runner {
                 }
             }
             "buy" | "sell" => {
+                // A trailing `resent` flags the order as a possible resend.
+                let resent = w.last() == Some(&"resent");
+                let w = &w[..w.len() - usize::from(resent)];
                 let side = if w[0] == "buy" { Side::Buy } else { Side::Sell };
                 let a = account(w[1]);
                 let symbol = self.symbol(w[3]);
@@ -301,7 +304,7 @@ impl Runner {
                     Some("fok") => TimeInForce::Fok,
                     Some(t) => panic!("unknown time in force {t}"),
                 };
-                Command::NewOrder(NewOrder {
+                let order = NewOrder {
                     session: SessionId(a.0),
                     account: a,
                     cl_ord_id: ClOrdId::new(w[2]).unwrap(),
@@ -311,7 +314,12 @@ impl Runner {
                     tif,
                     price,
                     qty: w[4].parse().unwrap(),
-                })
+                };
+                if resent {
+                    Command::ResentOrder(order)
+                } else {
+                    Command::NewOrder(order)
+                }
             }
             "cancel" => {
                 let a = account(w[1]);

@@ -205,6 +205,8 @@ pub fn render(event: &Event, timestamp_ns: i64, names: &Names, out: &mut Vec<Rep
             &time,
             names,
         )),
+        // The order was received before and has had its answers: nothing to say again.
+        Event::Rejected(e) if e.reason == RejectReason::ResentDuplicate => {}
         Event::Rejected(e) => {
             let mut f = Fields::with_capacity(20);
             f.put(tag::ORDER_ID, "NONE")

@@ -247,7 +247,7 @@ impl OrderEntry {
             RejectReason::UnsupportedOrderType,
             "TimeInForce must be Day (0), GTC (1), IOC (3) or FOK (4)",
         ))?;
-        self.send(Command::NewOrder(NewOrder {
+        let order = NewOrder {
             session,
             account,
             cl_ord_id,
@@ -257,7 +257,17 @@ impl OrderEntry {
             tif,
             price,
             qty,
-        }))
+        };
+        // A possible resend is executed only if its ClOrdID is new; the engine decides, so
+        // the decision is journaled and replays the same.
+        let resent = [tag::POSS_RESEND, crate::codec::tags::POSS_DUP_FLAG]
+            .iter()
+            .any(|&t| msg.get(t) == Some(b"Y"));
+        self.send(if resent {
+            Command::ResentOrder(order)
+        } else {
+            Command::NewOrder(order)
+        })
     }
 
     /// Submits a NewOrderSingle given as fields (an HTTP order) for the session `key`, through
