@@ -40,8 +40,11 @@ struct Account {
     positions: Box<[Position]>,
 }
 
-/// Holdings and daily risk counters of one account in one instrument.
+/// Holdings and daily risk counters of one account in one instrument. A cache line each: packed
+/// at 40 bytes, three in five would straddle two lines, and the prefetch ahead of an order
+/// fetches one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C, align(64))]
 struct Position {
     shares: i64,
     reserved: i64,
@@ -49,6 +52,7 @@ struct Position {
     open_qty: Qty,
     daily_limit: Qty,
 }
+const _: () = assert!(std::mem::size_of::<Position>() == 64);
 
 /// A read-only view of an account's balances.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
