@@ -52,20 +52,43 @@ pub mod tag {
     pub const AGGRESSOR_INDICATOR: Tag = 1057;
 }
 
+/// Decimal places of a price unit.
+const PRICE_DECIMALS: usize = 4;
+const _: () = assert!(10i64.pow(PRICE_DECIMALS as u32) == PRICE_SCALE);
+
 /// A price in units as FIX decimal text (`100.1`, `25`, `0.0005`).
 pub fn fmt_price(units: i64) -> String {
-    let sign = if units < 0 { "-" } else { "" };
+    let mut out = Vec::with_capacity(24);
+    write_price(&mut out, units);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends a price in units as FIX decimal text, without allocating (one per report field
+/// showed in the report thread's samples).
+pub fn write_price(out: &mut Vec<u8>, units: i64) {
+    if units < 0 {
+        out.push(b'-');
+    }
     let u = units.unsigned_abs();
     let scale = PRICE_SCALE as u64;
-    let (int, frac) = (u / scale, u % scale);
+    crate::codec::write_uint(out, u / scale);
+    let mut frac = u % scale;
     if frac == 0 {
-        return format!("{sign}{int}");
+        return;
     }
-    let mut f = format!("{frac:04}");
-    while f.ends_with('0') {
-        f.pop();
+    out.push(b'.');
+    let mut digits = PRICE_DECIMALS;
+    while frac % 10 == 0 {
+        frac /= 10;
+        digits -= 1;
     }
-    format!("{sign}{int}.{f}")
+    // `digits` places with leading zeros, the trailing ones dropped above.
+    let start = out.len();
+    out.resize(start + digits, b'0');
+    for b in out[start..].iter_mut().rev() {
+        *b = b'0' + (frac % 10) as u8;
+        frac /= 10;
+    }
 }
 
 /// AvgPx: the cost over the quantity, to six decimal places.
@@ -131,6 +154,12 @@ impl Fields {
     fn tag(&mut self, tag: Tag) {
         crate::codec::write_uint(&mut self.0, u64::from(tag.unsigned_abs()));
         self.0.push(b'=');
+    }
+    fn price(&mut self, tag: Tag, units: i64) -> &mut Self {
+        self.tag(tag);
+        write_price(&mut self.0, units);
+        self.0.push(crate::codec::SOH);
+        self
     }
     fn put(&mut self, tag: Tag, v: impl AsRef<[u8]>) -> &mut Self {
         self.tag(tag);
@@ -224,7 +253,7 @@ pub fn render(event: &Event, timestamp_ns: i64, names: &Names, out: &mut Vec<Rep
                 .num(tag::ORDER_QTY, e.qty)
                 .put(tag::ORD_TYPE, ord_type(e.ord_type));
             if e.ord_type == OrdType::Limit {
-                f.put(tag::PRICE, fmt_price(e.price));
+                f.price(tag::PRICE, e.price);
             }
             f.put(tag::TIME_IN_FORCE, tif(e.tif))
                 .put(tag::LEAVES_QTY, "0")
@@ -308,7 +337,7 @@ fn order_report(
         .num(tag::ORDER_QTY, o.qty)
         .put(tag::ORD_TYPE, ord_type(o.ord_type));
     if o.ord_type == OrdType::Limit {
-        f.put(tag::PRICE, fmt_price(o.price));
+        f.price(tag::PRICE, o.price);
     }
     f.put(tag::TIME_IN_FORCE, tif(o.tif))
         .num(tag::LEAVES_QTY, o.leaves_qty)
@@ -350,11 +379,11 @@ fn fill_report(
         .num(tag::ORDER_QTY, fill.qty)
         .put(tag::ORD_TYPE, ord_type(fill.ord_type));
     if fill.ord_type == OrdType::Limit {
-        f.put(tag::PRICE, fmt_price(fill.price));
+        f.price(tag::PRICE, fill.price);
     }
     f.put(tag::TIME_IN_FORCE, tif(fill.tif))
         .num(tag::LAST_QTY, qty)
-        .put(tag::LAST_PX, fmt_price(price))
+        .price(tag::LAST_PX, price)
         .num(tag::TRD_MATCH_ID, trade_id)
         .put(tag::LAST_LIQUIDITY_IND, if taker { "2" } else { "1" })
         .put(tag::AGGRESSOR_INDICATOR, if taker { "Y" } else { "N" })
@@ -446,6 +475,27 @@ mod tests {
         assert_eq!(fmt_price(250_000), "25");
         assert_eq!(fmt_price(5), "0.0005");
         assert_eq!(fmt_price(-12_345), "-1.2345");
+        for units in [
+            0,
+            1,
+            10,
+            100,
+            1_000,
+            10_000,
+            10_010,
+            99_999,
+            1_000_001,
+            i64::MAX,
+            i64::MIN,
+        ]
+        .into_iter()
+        .chain((-3_000..3_000).map(|i| i * 7_919))
+        {
+            let want = rust_decimal::Decimal::from_i128_with_scale(i128::from(units), 4)
+                .normalize()
+                .to_string();
+            assert_eq!(fmt_price(units), want, "{units}");
+        }
         assert_eq!(fmt_avg(1_001_000 * 3 + 1_001_100, 4), "100.1025");
         assert_eq!(fmt_avg(10, 3), "0.000333");
         assert_eq!(fmt_avg(0, 0), "0");

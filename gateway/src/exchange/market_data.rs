@@ -20,7 +20,7 @@ use super::Stamped;
 use super::order_entry::OrderEntry;
 use crate::acceptor::Acceptor;
 use crate::codec::{Message, SOH, Tag, write_uint};
-use crate::reports::fmt_price;
+use crate::reports::write_price;
 use crate::session::{Outgoing, SessionKey};
 use crate::time::format_utc_millis;
 
@@ -150,6 +150,13 @@ fn put(b: &mut Vec<u8>, tag: Tag, value: &[u8]) {
     b.push(SOH);
 }
 
+fn put_price(b: &mut Vec<u8>, tag: Tag, units: i64) {
+    write_uint(b, tag.unsigned_abs().into());
+    b.push(b'=');
+    write_price(b, units);
+    b.push(SOH);
+}
+
 fn put_uint(b: &mut Vec<u8>, tag: Tag, value: u64) {
     write_uint(b, tag.unsigned_abs().into());
     b.push(b'=');
@@ -173,7 +180,7 @@ pub fn encode_entries(entries: &[Entry], incremental: bool, feed: &Feed, b: &mut
             put_uint(b, tag::RPT_SEQ, e.rpt_seq);
         }
         if let Some(p) = e.price {
-            put(b, tag::MD_ENTRY_PX, fmt_price(p).as_bytes());
+            put_price(b, tag::MD_ENTRY_PX, p);
         }
         if let Some(q) = e.size {
             put_uint(b, tag::MD_ENTRY_SIZE, q);
