@@ -7,6 +7,7 @@
 
 // Fx: the dictionary is looked up for every field of every message; its keys are trusted.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use smallvec::SmallVec;
 use std::path::Path;
 
 use crate::codec::{Field, Message, Tag, tags};
@@ -92,6 +93,61 @@ pub struct FieldDef {
     pub ftype: FieldType,
     /// Allowed values, when the field is an enumeration.
     pub values: Option<HashSet<Vec<u8>>>,
+    /// The one-byte allowed values as a bitmap: most enumerations are single characters, and a
+    /// bit test is cheaper than hashing the value for every message.
+    bytes: [u64; 4],
+}
+
+impl FieldDef {
+    /// Whether a value is one of the enumeration's.
+    fn allows(&self, values: &HashSet<Vec<u8>>, v: &[u8]) -> bool {
+        match v {
+            [c] => self.bytes[usize::from(*c / 64)] & (1 << (c % 64)) != 0,
+            _ => values.contains(v),
+        }
+    }
+}
+
+/// Tags below this are kept in flat tables; the rare larger ones in hash tables.
+const DENSE_TAGS: usize = 4096;
+
+fn dense(tag: Tag) -> Option<usize> {
+    usize::try_from(tag).ok().filter(|&i| i < DENSE_TAGS)
+}
+
+/// A set of tags: a bitmap for the small tags (every standard one), a hash set for the rest.
+/// Validation asks it several times per field of every message.
+#[derive(Clone, Debug, Default)]
+pub struct TagSet {
+    bits: Vec<u64>,
+    large: HashSet<Tag>,
+}
+
+impl TagSet {
+    /// Adds a tag; false when it was already in.
+    pub fn insert(&mut self, tag: Tag) -> bool {
+        let Some(i) = dense(tag) else {
+            return self.large.insert(tag);
+        };
+        if self.bits.len() <= i / 64 {
+            self.bits.resize(i / 64 + 1, 0);
+        }
+        let (word, bit) = (&mut self.bits[i / 64], 1u64 << (i % 64));
+        let new = *word & bit == 0;
+        *word |= bit;
+        new
+    }
+
+    /// Whether a tag is in.
+    pub fn contains(&self, tag: Tag) -> bool {
+        match dense(tag) {
+            Some(i) => self
+                .bits
+                .get(i / 64)
+                .is_some_and(|w| w & (1 << (i % 64)) != 0),
+            None => self.large.contains(&tag),
+        }
+    }
 }
 
 /// The fields allowed at one level of a message (the body, or one repeating group entry).
@@ -100,7 +156,7 @@ pub struct Layout {
     /// Every tag allowed at this level, in definition order.
     pub order: Vec<Tag>,
     /// The same, as a set.
-    pub allowed: HashSet<Tag>,
+    pub allowed: TagSet,
     /// Required tags, ascending.
     pub required: Vec<Tag>,
     /// Repeating groups at this level, by their NumInGroup tag.
@@ -137,7 +193,11 @@ pub struct Dictionary {
     pub version: String,
     /// Whether this is a transport (FIXT) dictionary.
     pub transport: bool,
-    fields: HashMap<Tag, FieldDef>,
+    fields: Vec<FieldDef>,
+    /// Index into `fields` + 1 by tag, for tags below [`DENSE_TAGS`] (0: not defined).
+    field_at: Vec<u32>,
+    /// Index into `fields` of the larger tags.
+    large_fields: HashMap<Tag, u32>,
     by_name: HashMap<String, Tag>,
     /// Header layout.
     pub header: Layout,
@@ -206,7 +266,9 @@ impl Dictionary {
         };
         let child = |name: &str| root.children().find(|c| c.tag_name().name() == name);
 
-        let mut fields = HashMap::default();
+        let mut fields: Vec<FieldDef> = Vec::new();
+        let mut field_at: Vec<u32> = Vec::new();
+        let mut large_fields = HashMap::default();
         let mut by_name = HashMap::default();
         if let Some(fs) = child("fields") {
             for f in fs.children().filter(|c| c.tag_name().name() == "field") {
@@ -224,16 +286,36 @@ impl Dictionary {
                 // Booleans list Y and N; validating them as an enumeration would only repeat
                 // the format check with a different reason.
                 let values = (!values.is_empty() && ftype != FieldType::Boolean).then_some(values);
+                let mut bytes = [0u64; 4];
+                for v in values.iter().flatten() {
+                    if let [c] = v[..] {
+                        bytes[usize::from(c / 64)] |= 1 << (c % 64);
+                    }
+                }
                 by_name.insert(name.clone(), tag);
-                fields.insert(
+                let def = FieldDef {
                     tag,
-                    FieldDef {
-                        tag,
-                        name,
-                        ftype,
-                        values,
-                    },
-                );
+                    name,
+                    ftype,
+                    values,
+                    bytes,
+                };
+                // A tag defined twice: the later definition wins, as a map insert would.
+                let at = match dense(tag) {
+                    Some(i) => {
+                        if field_at.len() <= i {
+                            field_at.resize(i + 1, 0);
+                        }
+                        &mut field_at[i]
+                    }
+                    None => large_fields.entry(tag).or_insert(0),
+                };
+                if *at == 0 {
+                    fields.push(def);
+                    *at = fields.len() as u32;
+                } else {
+                    fields[*at as usize - 1] = def;
+                }
             }
         }
         let components: HashMap<&str, roxmltree::Node> = child("components")
@@ -273,6 +355,8 @@ impl Dictionary {
             version,
             transport,
             fields,
+            field_at,
+            large_fields,
             by_name,
             header,
             trailer,
@@ -282,7 +366,11 @@ impl Dictionary {
 
     /// A field definition by tag.
     pub fn field(&self, tag: Tag) -> Option<&FieldDef> {
-        self.fields.get(&tag)
+        let i = match dense(tag) {
+            Some(i) => *self.field_at.get(i)?,
+            None => *self.large_fields.get(&tag)?,
+        };
+        self.fields.get((i as usize).checked_sub(1)?)
     }
 
     /// A tag by field name.
@@ -302,12 +390,12 @@ impl Dictionary {
 
     /// Whether a tag belongs in the standard header.
     pub fn is_header_field(&self, tag: Tag) -> bool {
-        self.header.allowed.contains(&tag) || is_standard_header(tag)
+        self.header.allowed.contains(tag) || is_standard_header(tag)
     }
 
     /// Whether a tag belongs in the standard trailer.
     pub fn is_trailer_field(&self, tag: Tag) -> bool {
-        self.trailer.allowed.contains(&tag) || matches!(tag, 93 | 89 | tags::CHECK_SUM)
+        self.trailer.allowed.contains(tag) || matches!(tag, 93 | 89 | tags::CHECK_SUM)
     }
 }
 
@@ -506,10 +594,14 @@ fn invalid(reason: RejectReason, tag: Tag) -> Invalid {
     }
 }
 
+/// Fields of one level, inline up to a size no ordinary message exceeds: validation runs for
+/// every inbound message and allocated a handful of vectors for each.
+type LevelFields<'m, 'a> = SmallVec<[&'m Field<'a>; 32]>;
+
 /// One level of a parsed message: its fields and the repeating groups found in it.
 #[derive(Default)]
 struct Level<'m, 'a> {
-    fields: Vec<&'m Field<'a>>,
+    fields: LevelFields<'m, 'a>,
     /// (NumInGroup field, its entries).
     groups: Vec<(&'m Field<'a>, Vec<Level<'m, 'a>>)>,
 }
@@ -526,12 +618,15 @@ fn read_level<'m, 'a>(
     let mut level = Level::default();
     while *pos < fs.len() {
         let f = &fs[*pos];
-        if !top && (!layout.allowed.contains(&f.tag) || level.fields.iter().any(|x| x.tag == f.tag))
+        if !top && (!layout.allowed.contains(f.tag) || level.fields.iter().any(|x| x.tag == f.tag))
         {
             break;
         }
         *pos += 1;
         level.fields.push(f);
+        if layout.groups.is_empty() {
+            continue;
+        }
         if let Some(g) = layout.groups.get(&f.tag) {
             let mut entries = Vec::new();
             while *pos < fs.len() && fs[*pos].tag == g.delimiter {
@@ -553,7 +648,7 @@ impl Dictionary {
         if f.value.is_empty() {
             return Err(invalid(RejectReason::TagSpecifiedWithoutValue, f.tag));
         }
-        let Some(def) = self.fields.get(&f.tag) else {
+        let Some(def) = self.field(f.tag) else {
             return Err(invalid(RejectReason::InvalidTagNumber, f.tag));
         };
         if !def.ftype.accepts(f.value) {
@@ -561,9 +656,9 @@ impl Dictionary {
         }
         if let Some(values) = &def.values {
             let ok = if def.ftype == FieldType::MultipleValue {
-                f.value.split(|&c| c == b' ').all(|v| values.contains(v))
+                f.value.split(|&c| c == b' ').all(|v| def.allows(values, v))
             } else {
-                values.contains(f.value)
+                def.allows(values, f.value)
             };
             if !ok {
                 return Err(invalid(RejectReason::ValueIncorrect, f.tag));
@@ -571,7 +666,7 @@ impl Dictionary {
         }
         if in_message
             && let Some(l) = msg_layout
-            && !l.allowed.contains(&f.tag)
+            && !l.allowed.contains(f.tag)
         {
             return Err(invalid(RejectReason::TagNotDefinedForMessageType, f.tag));
         }
@@ -585,7 +680,8 @@ impl Dictionary {
         layout: Option<&Layout>,
         in_message: bool,
     ) -> Result<(), Invalid> {
-        let mut sorted: Vec<&Field> = level.fields.clone();
+        let mut sorted = level.fields.clone();
+        // Stable, so of two fields with one tag the first is checked first, as it came.
         sorted.sort_by_key(|f| f.tag);
         for (i, f) in sorted.iter().enumerate() {
             if i > 0 && sorted[i - 1].tag == f.tag {
@@ -624,12 +720,14 @@ fn check_required(level: &Level, layout: &Layout) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// A message's header, body or trailer fields, inline up to an ordinary message's size.
+type Section<'a> = SmallVec<[Field<'a>; 32]>;
+
 /// Validates a message: `session` describes the header, trailer and session messages; `app`
 /// the application message's body (the same dictionary for FIX.4.x sessions).
 pub fn validate(msg: &Message, session: &Dictionary, app: &Dictionary) -> Result<(), Invalid> {
     // Structure: header fields first, then the body, then the trailer.
-    let (mut header, mut body, mut trailer) =
-        (Vec::new(), Vec::with_capacity(msg.fields.len()), Vec::new());
+    let (mut header, mut body, mut trailer): (Section, Section, Section) = Default::default();
     let mut section = 0; // 0 header, 1 body, 2 trailer
     let mut out_of_order: Option<Tag> = None;
     for f in &msg.fields {
@@ -684,7 +782,7 @@ mod tests {
    <field name='ClOrdID' required='Y'/>
    <component name='Instrument' required='Y'/>
    <group name='NoTradingSessions' required='N'><field name='TradingSessionID' required='N'/><field name='TradingSessionSubID' required='N'/></group>
-   <field name='Side' required='Y'/><field name='OrderQty' required='N'/>
+   <field name='Side' required='Y'/><field name='OrderQty' required='N'/><field name='Venue' required='N'/>
   </message>
  </messages>
  <components><component name='Instrument'><field name='Symbol' required='Y'/></component></components>
@@ -698,6 +796,7 @@ mod tests {
   <field number='55' name='Symbol' type='STRING'/><field number='56' name='TargetCompID' type='STRING'/>
   <field number='112' name='TestReqID' type='STRING'/><field number='336' name='TradingSessionID' type='STRING'/>
   <field number='386' name='NoTradingSessions' type='NUMINGROUP'/><field number='625' name='TradingSessionSubID' type='STRING'/>
+  <field number='20001' name='Venue' type='STRING'><value enum='X'/><value enum='YZ'/></field>
  </fields>
 </fix>"#;
 
@@ -729,6 +828,10 @@ mod tests {
             check(&format!("35=D|{H}11=x|55=X|54=1|386=2|336=A|336=B|")),
             Ok(())
         );
+        // A user-defined tag beyond the flat tables, with one- and two-character values.
+        for v in ["X", "YZ"] {
+            assert_eq!(check(&format!("35=D|{H}11=x|55=X|54=1|20001={v}|")), Ok(()));
+        }
         let cases = [
             (
                 format!("35=D|{H}55=X|54=1|"),
@@ -754,6 +857,27 @@ mod tests {
                 format!("35=D|{H}11=x|55=X|54=1|54=2|"),
                 RejectReason::TagAppearsMoreThanOnce,
                 Some(54),
+            ),
+            // Of a repeated tag, the first is checked before the repeat is noticed.
+            (
+                format!("35=D|{H}11=x|55=X|54=3|54=1|"),
+                RejectReason::ValueIncorrect,
+                Some(54),
+            ),
+            (
+                format!("35=D|{H}11=x|55=X|54=1|54=3|"),
+                RejectReason::TagAppearsMoreThanOnce,
+                Some(54),
+            ),
+            (
+                format!("35=D|{H}11=x|55=X|54=1|20001=Y|"),
+                RejectReason::ValueIncorrect,
+                Some(20001),
+            ),
+            (
+                format!("35=D|{H}11=x|55=X|54=1|20002=Y|"),
+                RejectReason::InvalidTagNumber,
+                Some(20002),
             ),
             (
                 format!("35=D|{H}11=x|55=X|54=1|386=3|336=A|336=B|"),
