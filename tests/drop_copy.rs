@@ -43,6 +43,9 @@ fn a_drop_copy_session_gets_exactly_its_accounts_reports_and_catches_up() {
     c2.expect("8");
     c2.expect("8");
     c1.expect("8");
+    // A status answer is for the asker alone: no copy.
+    c1.status("D1", "DEMO1", "AAPL", 2, "Q1");
+    assert_eq!(c1.expect("8").get(150), Some("I"));
     c1.cancel("D1C", "D1", "DEMO1", "AAPL", 2);
     c1.expect("8");
     c1.limit("D3", "DEMO1", "AAPL", 1, 900_000, "190.00");

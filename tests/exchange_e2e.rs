@@ -316,6 +316,81 @@ fn a_possible_resend_of_a_received_order_is_ignored_and_a_new_one_executed() {
     );
 }
 
+/// OrderStatusRequest (H): the order as it stands (ExecType I), by any ClOrdID it has had;
+/// an unknown order, or another session's, is answered OrdStatus Rejected, UnknownOrder; a
+/// request for an account the session may not trade is refused before the engine.
+#[test]
+fn order_status_requests_show_the_order_as_it_stands() {
+    let ex = start_exchange(&temp_dir("status"), None);
+    let mut c1 = client1(ex.port);
+    let mut c2 = client2(ex.port);
+    c1.limit("T1", "DEMO1", "AAPL", 2, 300, "190.00");
+    let ack = er(&mut c1);
+    c2.limit("T2", "DEMO2", "AAPL", 1, 100, "190.00");
+    er(&mut c2);
+    er(&mut c2);
+    er(&mut c1);
+    c1.status("T1", "DEMO1", "AAPL", 2, "Q1");
+    let m = er(&mut c1);
+    assert_fields(
+        &m,
+        &[
+            (150, "I"),
+            (39, "1"),
+            (11, "T1"),
+            (790, "Q1"),
+            (14, "100"),
+            (151, "200"),
+            (38, "300"),
+            (6, "190"),
+            (37, ack.req(37)),
+        ],
+    );
+    assert_ne!(m.req(17), ack.req(17), "a fresh ExecID");
+    // Replaced: asked by the first ClOrdID, answered with the order's current one.
+    c1.send(
+        "G",
+        &[
+            (11, "T3".to_string()),
+            (41, "T1".to_string()),
+            (1, "DEMO1".to_string()),
+            (55, "AAPL".to_string()),
+            (54, "2".to_string()),
+            (60, "20260101-00:00:00.000".to_string()),
+            (38, "250".to_string()),
+            (40, "2".to_string()),
+            (44, "190.00".to_string()),
+        ],
+    );
+    assert_fields(&er(&mut c1), &[(150, "5"), (11, "T3")]);
+    c1.status("T1", "DEMO1", "AAPL", 2, "Q2");
+    assert_fields(
+        &er(&mut c1),
+        &[(150, "I"), (39, "1"), (11, "T3"), (151, "150"), (790, "Q2")],
+    );
+    // Not known to the session: its own unknown ClOrdID, or another session's order.
+    c1.status("NOPE", "DEMO1", "AAPL", 2, "Q3");
+    assert_fields(
+        &er(&mut c1),
+        &[(150, "I"), (39, "8"), (103, "5"), (11, "NOPE"), (790, "Q3")],
+    );
+    c2.status("T3", "DEMO2", "AAPL", 2, "Q4");
+    assert_fields(&er(&mut c2), &[(150, "I"), (39, "8"), (103, "5")]);
+    // Done: filled, cancelled or expired, with its OrderID.
+    c2.status("T2", "DEMO2", "AAPL", 1, "Q5");
+    let m = er(&mut c2);
+    assert_fields(&m, &[(150, "I"), (39, "8"), (11, "T2")]);
+    assert_ne!(m.get(37), Some("NONE"), "{m:?}");
+    // An account the session may not trade: refused at the gateway, answered the same way.
+    c1.status("T3", "DEMO2", "AAPL", 2, "Q6");
+    assert_fields(
+        &er(&mut c1),
+        &[(150, "I"), (39, "8"), (103, "15"), (790, "Q6")],
+    );
+    c1.logout();
+    c2.logout();
+}
+
 #[test]
 fn rate_limit_and_closed_market_reject_without_disconnecting() {
     let config = gateway::exchange::config::DEFAULT_EXCHANGE_TOML

@@ -214,6 +214,37 @@ layout!(
     } == 102
 );
 
+/// An order status request (FIX OrderStatusRequest): answered with the order's current state,
+/// in sequence with the commands around it; changes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatusRequest {
+    /// Session asking; only its own orders are shown.
+    pub session: SessionId,
+    /// Account named by the request.
+    pub account: AccountId,
+    /// ClOrdID of the order (any it has had), used when `order_id` is 0.
+    pub cl_ord_id: ClOrdId,
+    /// Exchange order id, or 0.
+    pub order_id: OrderId,
+    /// Instrument named by the request.
+    pub symbol: SymbolId,
+    /// Side named by the request.
+    pub side: Side,
+    /// The client's OrdStatusReqID (empty when none), echoed in the answer.
+    pub req_id: ClOrdId,
+}
+layout!(
+    StatusRequest {
+        session: SessionId,
+        account: AccountId,
+        cl_ord_id: ClOrdId,
+        order_id: OrderId,
+        symbol: SymbolId,
+        side: Side,
+        req_id: ClOrdId
+    } == 99
+);
+
 /// An input of the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -241,6 +272,8 @@ pub enum Command {
     Refuse(Refused),
     /// A cancel or replace refused by the gateway, to be reported as a cancel reject.
     RefuseCancel(RefusedCancel),
+    /// Report an order's current state.
+    Status(StatusRequest),
 }
 
 const fn max(a: usize, b: usize) -> usize {
@@ -255,7 +288,7 @@ pub const MAX_COMMAND_LEN: usize = 2 + max(
     ),
     max(
         max(OpenTrading::LEN, CloseTrading::LEN),
-        max(Refused::LEN, RefusedCancel::LEN),
+        max(Refused::LEN, max(RefusedCancel::LEN, StatusRequest::LEN)),
     ),
 );
 const _: () = assert!(MAX_COMMAND_LEN == 117);
@@ -273,6 +306,7 @@ impl Command {
             Command::Refuse(_) => 8,
             Command::RefuseCancel(_) => 9,
             Command::ResentOrder(_) => 10,
+            Command::Status(_) => 11,
         }
     }
 
@@ -287,6 +321,7 @@ impl Command {
             Command::CloseTrading(_) => CloseTrading::LEN,
             Command::Refuse(_) => Refused::LEN,
             Command::RefuseCancel(_) => RefusedCancel::LEN,
+            Command::Status(_) => StatusRequest::LEN,
         }
     }
 
@@ -306,6 +341,7 @@ impl Command {
             Command::CloseTrading(c) => c.write(&mut w),
             Command::Refuse(c) => c.write(&mut w),
             Command::RefuseCancel(c) => c.write(&mut w),
+            Command::Status(c) => c.write(&mut w),
         }
         assert_eq!(w.position(), len);
         len
@@ -329,6 +365,7 @@ impl Command {
             8 => Command::Refuse(Refused::read(&mut r)?),
             9 => Command::RefuseCancel(RefusedCancel::read(&mut r)?),
             10 => Command::ResentOrder(NewOrder::read(&mut r)?),
+            11 => Command::Status(StatusRequest::read(&mut r)?),
             k => return Err(DecodeError::Kind(k)),
         };
         Ok((cmd, r.position()))

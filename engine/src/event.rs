@@ -289,6 +289,26 @@ layout!(
     } == 103
 );
 
+/// The answer to an order status request (ExecType Order Status): the order as it stands or,
+/// when the session has no working order by that id, the request's fields with status
+/// Rejected and the reason (unknown, or no longer working: filled, cancelled or expired).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatusReport {
+    /// The order (its current status and quantities), or the request as understood.
+    pub order: OrderView,
+    /// The client's OrdStatusReqID, echoed (empty when it gave none).
+    pub req_id: ClOrdId,
+    /// Why there is no order to show; `None` when `order` is the working order.
+    pub reason: Option<RejectReason>,
+}
+layout!(
+    StatusReport {
+        order: OrderView,
+        req_id: ClOrdId,
+        reason: Option<RejectReason>
+    } == 152
+);
+
 /// A Day order expired at the close (ExecType Expired).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Expired {
@@ -349,6 +369,8 @@ pub enum Event {
     TradingStatus(TradingStatus),
     /// A deposit or withdrawal.
     Transfer(TransferDone),
+    /// The answer to an order status request.
+    Status(StatusReport),
 }
 
 const fn max(a: usize, b: usize) -> usize {
@@ -363,7 +385,10 @@ pub const MAX_EVENT_LEN: usize = 2 + max(
     ),
     max(
         max(Replaced::LEN, CancelRejected::LEN),
-        max(max(Expired::LEN, TradingStatus::LEN), TransferDone::LEN),
+        max(
+            max(Expired::LEN, TradingStatus::LEN),
+            max(TransferDone::LEN, StatusReport::LEN),
+        ),
     ),
 );
 const _: () = assert!(MAX_EVENT_LEN == 241);
@@ -380,6 +405,7 @@ impl Event {
             Event::Expired(_) => 7,
             Event::TradingStatus(_) => 8,
             Event::Transfer(_) => 9,
+            Event::Status(_) => 10,
         }
     }
 
@@ -395,6 +421,7 @@ impl Event {
             Event::Expired(_) => Expired::LEN,
             Event::TradingStatus(_) => TradingStatus::LEN,
             Event::Transfer(_) => TransferDone::LEN,
+            Event::Status(_) => StatusReport::LEN,
         }
     }
 
@@ -414,6 +441,7 @@ impl Event {
             Event::Expired(e) => e.write(&mut w),
             Event::TradingStatus(e) => e.write(&mut w),
             Event::Transfer(e) => e.write(&mut w),
+            Event::Status(e) => e.write(&mut w),
         }
         assert_eq!(w.position(), len);
         len
@@ -436,6 +464,7 @@ impl Event {
             7 => Event::Expired(Expired::read(&mut r)?),
             8 => Event::TradingStatus(TradingStatus::read(&mut r)?),
             9 => Event::Transfer(TransferDone::read(&mut r)?),
+            10 => Event::Status(StatusReport::read(&mut r)?),
             k => return Err(DecodeError::Kind(k)),
         };
         Ok((e, r.position()))
@@ -450,6 +479,7 @@ impl Event {
             Event::Replaced(e) => Some(e.order.session),
             Event::CancelRejected(e) => Some(e.session),
             Event::Expired(e) => Some(e.order.session),
+            Event::Status(e) => Some(e.order.session),
             Event::Trade(_) | Event::TradingStatus(_) | Event::Transfer(_) => None,
         }
     }

@@ -11,12 +11,12 @@ use rustc_hash::FxHashMap;
 
 use crate::book::{Arena, Book, NIL, Order, Slot};
 use crate::command::{
-    Asset, CancelOrder, Command, NewOrder, RefusedCancel, ReplaceOrder, Transfer,
+    Asset, CancelOrder, Command, NewOrder, RefusedCancel, ReplaceOrder, StatusRequest, Transfer,
 };
 use crate::config::{EngineConfig, Instrument, Limits, StpMode};
 use crate::event::{
-    Accepted, CancelRejected, Canceled, Event, Expired, Fill, OrderView, Rejected, Replaced, Trade,
-    TradingStatus, TransferDone,
+    Accepted, CancelRejected, Canceled, Event, Expired, Fill, OrderView, Rejected, Replaced,
+    StatusReport, Trade, TradingStatus, TransferDone,
 };
 use crate::hash::StableHasher;
 use crate::index::{ClKey, ClOrdIndex, Probe};
@@ -330,6 +330,7 @@ impl Engine {
             Command::CloseTrading(_) => self.on_close(out),
             Command::Refuse(r) => self.reject_order(&r.order, r.reason, out),
             Command::RefuseCancel(r) => self.on_refused_cancel(r, keys, out),
+            Command::Status(r) => self.on_status(r, out),
         }
     }
 
@@ -1296,6 +1297,55 @@ impl Engine {
             .filter(|&s| self.arena[s].session == c.session);
         let request = OrderRequest::refused(r);
         self.reject_cancel(&request, found, OrderId(0), r.reason, out);
+    }
+
+    /// An order status request: the session's own order as it stands, else the request's
+    /// fields with status Rejected and the reason (nobody learns about another session's
+    /// orders, not even whether they exist).
+    fn on_status(&mut self, r: &StatusRequest, out: &mut Vec<Event>) {
+        let keys = Keys {
+            orig: ClKey::new(r.session, &r.cl_ord_id),
+            has_orig: true,
+            ..Keys::NONE
+        };
+        let found = match self.locate(r.order_id, keys) {
+            Ok(s) if self.arena[s].session == r.session => Ok(s),
+            Ok(_) => Err((RejectReason::UnknownOrder, OrderId(0))),
+            Err(e) => Err(e),
+        };
+        let exec_id = self.next_exec();
+        let (order, reason) = match found {
+            Ok(s) => {
+                let o = &self.arena[s];
+                let status = OrdStatus::working(o.cum, o.leaves);
+                (view(o, status, o.cl_ord_id, exec_id), None)
+            }
+            Err((reason, order_id)) => {
+                let order = OrderView {
+                    order_id,
+                    session: r.session,
+                    account: r.account,
+                    symbol: r.symbol,
+                    side: r.side,
+                    ord_type: OrdType::Limit,
+                    tif: TimeInForce::Day,
+                    status: OrdStatus::Rejected,
+                    price: 0,
+                    qty: 0,
+                    cum_qty: 0,
+                    leaves_qty: 0,
+                    cum_cost: 0,
+                    cl_ord_id: r.cl_ord_id,
+                    exec_id,
+                };
+                (order, Some(reason))
+            }
+        };
+        out.push(Event::Status(StatusReport {
+            order,
+            req_id: r.req_id,
+            reason,
+        }));
     }
 
     fn on_replace(&mut self, c: &ReplaceOrder, keys: Keys, out: &mut Vec<Event>) {

@@ -9,12 +9,13 @@
 use std::collections::BTreeMap;
 
 use engine::command::{
-    Asset, CancelOrder, CloseTrading, Command, NewOrder, OpenTrading, ReplaceOrder, Transfer,
+    Asset, CancelOrder, CloseTrading, Command, NewOrder, OpenTrading, ReplaceOrder, StatusRequest,
+    Transfer,
 };
 use engine::config::EngineConfig;
 use engine::event::{
-    Accepted, CancelRejected, Canceled, Event, Expired, Fill, OrderView, Rejected, Replaced, Trade,
-    TradingStatus, TransferDone,
+    Accepted, CancelRejected, Canceled, Event, Expired, Fill, OrderView, Rejected, Replaced,
+    StatusReport, Trade, TradingStatus, TransferDone,
 };
 use engine::{
     AccountId, CancelReason, ClOrdId, Engine, OrdStatus, OrdType, OrderId, Price, Qty,
@@ -203,8 +204,51 @@ impl Model {
             Command::CloseTrading(_) => self.close(&mut out),
             Command::Refuse(r) => self.reject(&r.order, r.reason, &mut out),
             Command::RefuseCancel(r) => self.refused_cancel(r, &mut out),
+            Command::Status(r) => self.status(r, &mut out),
         }
         out
+    }
+
+    /// A status request: the session's own order as it stands, else the request with status
+    /// Rejected and why; nothing recorded but the execution id.
+    fn status(&mut self, r: &StatusRequest, out: &mut Vec<Event>) {
+        let found = match self.find(r.session, r.order_id, r.cl_ord_id) {
+            Ok(i) if self.orders[i].session == r.session => Ok(i),
+            Ok(_) => Err((RejectReason::UnknownOrder, OrderId(0))),
+            Err(e) => Err(e),
+        };
+        let exec_id = self.exec();
+        let (order, reason) = match found {
+            Ok(i) => {
+                let o = &self.orders[i];
+                (view(o, status_of(o), o.cl_ord_id, exec_id), None)
+            }
+            Err((reason, order_id)) => (
+                OrderView {
+                    order_id,
+                    session: r.session,
+                    account: r.account,
+                    symbol: r.symbol,
+                    side: r.side,
+                    ord_type: OrdType::Limit,
+                    tif: TimeInForce::Day,
+                    status: OrdStatus::Rejected,
+                    price: 0,
+                    qty: 0,
+                    cum_qty: 0,
+                    leaves_qty: 0,
+                    cum_cost: 0,
+                    cl_ord_id: r.cl_ord_id,
+                    exec_id,
+                },
+                Some(reason),
+            ),
+        };
+        out.push(Event::Status(StatusReport {
+            order,
+            req_id: r.req_id,
+            reason,
+        }));
     }
 
     /// A cancel the gateway refused: a cancel reject, with the order's status only when the
@@ -1003,6 +1047,19 @@ fn arb_command() -> impl Strategy<Value = Command> {
                 qty: if s == 1 { q / 10 * 10 } else { q },
             })
         });
+    let status = (acct.clone(), 0u16..150, 0u64..40, any::<bool>(), 0u16..3).prop_map(
+        |(a, c, id, by_id, req)| {
+            Command::Status(StatusRequest {
+                session: SessionId(a % 4),
+                account: AccountId(a % 4),
+                cl_ord_id: cl(c),
+                order_id: OrderId(if by_id { id } else { 0 }),
+                symbol: SymbolId(0),
+                side: Side::Buy,
+                req_id: if req == 0 { ClOrdId::EMPTY } else { cl(req) },
+            })
+        },
+    );
     let transfer = (
         acct,
         any::<bool>(),
@@ -1049,6 +1106,7 @@ fn arb_command() -> impl Strategy<Value = Command> {
         1 => (1u32..4).prop_map(|d| Command::OpenTrading(OpenTrading { trading_day: d })),
         1 => Just(Command::CloseTrading(CloseTrading {})),
         1 => refused,
+        1 => status,
     ]
 }
 
@@ -1066,6 +1124,7 @@ fn normalize(e: &Event) -> Event {
             x.taker.order_id = n(x.taker.order_id);
         }
         Event::CancelRejected(x) => x.order_id = n(x.order_id),
+        Event::Status(x) => x.order.order_id = n(x.order.order_id),
         Event::Rejected(_) | Event::TradingStatus(_) | Event::Transfer(_) => {}
     }
     e
@@ -1082,6 +1141,7 @@ fn to_engine(cmd: &Command, ids: &std::collections::HashMap<u64, OrderId>) -> Co
         Command::Cancel(x) => x.order_id = map(x.order_id),
         Command::Replace(x) => x.order_id = map(x.order_id),
         Command::RefuseCancel(x) => x.request.order_id = map(x.request.order_id),
+        Command::Status(x) => x.order_id = map(x.order_id),
         _ => {}
     }
     c

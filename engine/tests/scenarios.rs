@@ -20,7 +20,8 @@ use std::fmt::Write as _;
 use std::str::FromStr;
 
 use engine::command::{
-    Asset, CancelOrder, CloseTrading, Command, NewOrder, OpenTrading, ReplaceOrder, Transfer,
+    Asset, CancelOrder, CloseTrading, Command, NewOrder, OpenTrading, ReplaceOrder, StatusRequest,
+    Transfer,
 };
 use engine::config::{EngineConfig, decimal_to_units, units_to_decimal};
 use engine::event::Event;
@@ -97,6 +98,20 @@ fn render(e: &Event, syms: &[String]) -> String {
             if t.open { "opened" } else { "closed" },
             t.trading_day
         ),
+        Event::Status(st) => {
+            let o = &st.order;
+            match st.reason {
+                None => format!(
+                    "status {} #{} {:?} cum={} leaves={}",
+                    o.cl_ord_id,
+                    o.order_id.sequence(),
+                    o.status,
+                    o.cum_qty,
+                    o.leaves_qty
+                ),
+                Some(r) => format!("status {} {}", o.cl_ord_id, r.name()),
+            }
+        }
         Event::Transfer(t) => {
             let asset = match t.asset {
                 Asset::Cash => "cash".to_string(),
@@ -251,6 +266,18 @@ fn units(s: &str) -> i64 {
 }
 
 impl Runner {
+    /// An order named by ClOrdID, or by exchange id as `#N`.
+    fn order_ref(&self, name: &str) -> (ClOrdId, OrderId) {
+        match name.strip_prefix('#') {
+            Some(n) => {
+                let n: u64 = n.parse().unwrap();
+                let id = self.ids.get(&n).copied().unwrap_or(OrderId::compose(n, 0));
+                (ClOrdId::EMPTY, id)
+            }
+            None => (ClOrdId::new(name).unwrap(), OrderId(0)),
+        }
+    }
+
     fn symbol(&self, s: &str) -> SymbolId {
         match self.symbols.iter().position(|x| x == s) {
             Some(i) => SymbolId(i as u16),
@@ -321,6 +348,25 @@ impl Runner {
                     Command::NewOrder(order)
                 }
             }
+            "status" => {
+                // status ACCOUNT CLORDID (`#N`: by exchange order id)
+                let a = account(w[1]);
+                let (symbol, side) = self
+                    .orders
+                    .get(w[2])
+                    .copied()
+                    .unwrap_or((SymbolId(0), Side::Buy));
+                let (cl, order_id) = self.order_ref(w[2]);
+                Command::Status(StatusRequest {
+                    session: SessionId(a.0),
+                    account: a,
+                    cl_ord_id: cl,
+                    order_id,
+                    symbol,
+                    side,
+                    req_id: ClOrdId::EMPTY,
+                })
+            }
             "cancel" => {
                 let a = account(w[1]);
                 let (symbol, side) = self
@@ -328,15 +374,7 @@ impl Runner {
                     .get(w[3])
                     .copied()
                     .unwrap_or((SymbolId(0), Side::Buy));
-                // `#N` names the order by exchange id instead of by ClOrdID.
-                let (orig, order_id) = match w[3].strip_prefix('#') {
-                    Some(n) => {
-                        let n: u64 = n.parse().unwrap();
-                        let id = self.ids.get(&n).copied().unwrap_or(OrderId::compose(n, 0));
-                        (ClOrdId::EMPTY, id)
-                    }
-                    None => (ClOrdId::new(w[3]).unwrap(), OrderId(0)),
-                };
+                let (orig, order_id) = self.order_ref(w[3]);
                 Command::Cancel(CancelOrder {
                     session: SessionId(a.0),
                     account: a,

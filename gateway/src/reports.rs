@@ -3,7 +3,7 @@
 //! Pure functions of an event, its sequencer timestamp and the names of accounts and symbols,
 //! so a report rendered at replay is byte for byte the report rendered live.
 
-use engine::event::{Fill, OrderView};
+use engine::event::{Fill, OrderView, StatusReport};
 use engine::types::{
     AccountId, OrdStatus, OrdType, OrderId, PRICE_SCALE, SessionId, Side, TimeInForce,
 };
@@ -31,6 +31,7 @@ pub mod tag {
     pub const ORDER_ID: Tag = 37;
     pub const ORDER_QTY: Tag = 38;
     pub const ORD_STATUS: Tag = 39;
+    pub const ORD_STATUS_REQ_ID: Tag = 790;
     pub const ORD_TYPE: Tag = 40;
     pub const ORIG_CL_ORD_ID: Tag = 41;
     pub const POSS_DUP: Tag = 43;
@@ -192,14 +193,11 @@ pub struct Report {
     pub account: AccountId,
     /// The ExecutionReport or OrderCancelReject.
     pub msg: Outgoing,
+    /// Whether drop-copy sessions get it: every ExecutionReport but an order status answer.
+    pub drop_copy: bool,
 }
 
 impl Report {
-    /// Whether the message is an ExecutionReport (what drop-copy sessions receive).
-    pub fn is_execution_report(&self) -> bool {
-        self.msg.msg_type == b"8"
-    }
-
     /// The message as a drop copy: CopyMsgIndicator (797) = Y.
     pub fn copy(&self) -> Outgoing {
         let mut m = self.msg.clone();
@@ -234,6 +232,7 @@ pub fn render(event: &Event, timestamp_ns: i64, names: &Names, out: &mut Vec<Rep
             &time,
             names,
         )),
+        Event::Status(st) => out.push(status_report(st, &time, names)),
         // The order was received before and has had its answers: nothing to say again.
         Event::Rejected(e) if e.reason == RejectReason::ResentDuplicate => {}
         Event::Rejected(e) => {
@@ -265,6 +264,7 @@ pub fn render(event: &Event, timestamp_ns: i64, names: &Names, out: &mut Vec<Rep
                 session: e.session,
                 account: e.account,
                 msg: outgoing(b"8", f),
+                drop_copy: true,
             });
         }
         Event::Trade(t) => {
@@ -300,6 +300,7 @@ pub fn render(event: &Event, timestamp_ns: i64, names: &Names, out: &mut Vec<Rep
                 session: e.session,
                 account: e.account,
                 msg: outgoing(b"9", f),
+                drop_copy: false,
             });
         }
         Event::TradingStatus(_) | Event::Transfer(_) => {}
@@ -322,6 +323,26 @@ fn order_report(
     time: &str,
     names: &Names,
 ) -> Report {
+    let mut f = order_fields(o, exec_type, orig, time, names);
+    if let Some(t) = text {
+        f.put(tag::TEXT, t);
+    }
+    Report {
+        session: o.session,
+        account: o.account,
+        msg: outgoing(b"8", f),
+        drop_copy: true,
+    }
+}
+
+/// An ExecutionReport's fields for an order's state, up to TransactTime.
+fn order_fields(
+    o: &OrderView,
+    exec_type: &[u8],
+    orig: Option<&[u8]>,
+    time: &str,
+    names: &Names,
+) -> Fields {
     let mut f = Fields::with_capacity(22);
     f.order_id(o.order_id)
         .put(tag::CL_ORD_ID, o.cl_ord_id.as_bytes());
@@ -344,13 +365,49 @@ fn order_report(
         .num(tag::CUM_QTY, o.cum_qty)
         .put(tag::AVG_PX, fmt_avg(o.cum_cost, o.cum_qty))
         .put(tag::TRANSACT_TIME, time);
-    if let Some(t) = text {
-        f.put(tag::TEXT, t);
-    }
+    f
+}
+
+/// The answer to an order status request (ExecType I): the order as it stands, or, when there
+/// is none to show, OrdStatus Rejected with OrdRejReason and Text (no quantities or prices the
+/// request did not give).
+fn status_report(st: &StatusReport, time: &str, names: &Names) -> Report {
+    let o = &st.order;
+    let f = match st.reason {
+        None => {
+            let mut f = order_fields(o, b"I", None, time, names);
+            if !st.req_id.is_empty() {
+                f.put(tag::ORD_STATUS_REQ_ID, st.req_id.as_bytes());
+            }
+            f
+        }
+        Some(reason) => {
+            let mut f = Fields::with_capacity(16);
+            f.order_id(o.order_id)
+                .put(tag::CL_ORD_ID, o.cl_ord_id.as_bytes())
+                .num(tag::EXEC_ID, o.exec_id)
+                .put(tag::EXEC_TYPE, "I")
+                .put(tag::ORD_STATUS, ord_status(o.status))
+                .num(tag::ORD_REJ_REASON, u64::from(reason.fix_ord_rej_reason()))
+                .put(tag::ACCOUNT, names.account(o.account.0))
+                .put(tag::SYMBOL, names.symbol(o.symbol.0))
+                .put(tag::SIDE, side(o.side))
+                .put(tag::LEAVES_QTY, "0")
+                .put(tag::CUM_QTY, "0")
+                .put(tag::AVG_PX, "0")
+                .put(tag::TRANSACT_TIME, time);
+            if !st.req_id.is_empty() {
+                f.put(tag::ORD_STATUS_REQ_ID, st.req_id.as_bytes());
+            }
+            f.put(tag::TEXT, reason.text());
+            f
+        }
+    };
     Report {
         session: o.session,
         account: o.account,
         msg: outgoing(b"8", f),
+        drop_copy: false,
     }
 }
 
@@ -395,6 +452,7 @@ fn fill_report(
         session: fill.session,
         account: fill.account,
         msg: outgoing(b"8", f),
+        drop_copy: true,
     }
 }
 
@@ -411,23 +469,74 @@ pub fn gateway_reject(
     text: &str,
     time_ns: i64,
 ) -> Outgoing {
-    let mut f = Fields::with_capacity(14);
+    let request = RefusedRequest {
+        exec_id,
+        cl_ord_id,
+        account,
+        symbol,
+        side,
+    };
+    refusal(b"8", &request, None, reason, text, time_ns)
+}
+
+/// What a request refused before the engine named, as its answer repeats it.
+pub struct RefusedRequest<'a> {
+    /// ExecID of the answer.
+    pub exec_id: &'a str,
+    /// ClOrdID (11) as sent.
+    pub cl_ord_id: &'a [u8],
+    /// Account (1) as sent, or empty.
+    pub account: &'a [u8],
+    /// Symbol (55) as sent, or empty.
+    pub symbol: &'a [u8],
+    /// Side (54) as sent, or empty.
+    pub side: &'a [u8],
+}
+
+/// An ExecutionReport answering an order status request refused before the engine
+/// (entitlement, rate limit, malformed values): ExecType I, OrdStatus Rejected, the
+/// OrdStatusReqID (790) echoed when given.
+pub fn gateway_status_reject(
+    request: &RefusedRequest,
+    req_id: &[u8],
+    reason: RejectReason,
+    text: &str,
+    time_ns: i64,
+) -> Outgoing {
+    refusal(b"I", request, Some(req_id), reason, text, time_ns)
+}
+
+fn refusal(
+    exec_type: &[u8],
+    r: &RefusedRequest,
+    req_id: Option<&[u8]>,
+    reason: RejectReason,
+    text: &str,
+    time_ns: i64,
+) -> Outgoing {
+    let mut f = Fields::with_capacity(15);
     f.put(tag::ORDER_ID, "NONE")
-        .put(tag::CL_ORD_ID, cl_ord_id)
-        .put(tag::EXEC_ID, exec_id)
-        .put(tag::EXEC_TYPE, "8")
+        .put(tag::CL_ORD_ID, r.cl_ord_id)
+        .put(tag::EXEC_ID, r.exec_id)
+        .put(tag::EXEC_TYPE, exec_type)
         .put(tag::ORD_STATUS, "8")
         .num(tag::ORD_REJ_REASON, u64::from(reason.fix_ord_rej_reason()));
-    if !account.is_empty() {
-        f.put(tag::ACCOUNT, account);
+    if !r.account.is_empty() {
+        f.put(tag::ACCOUNT, r.account);
     }
-    f.put(tag::SYMBOL, if symbol.is_empty() { b"?" } else { symbol })
-        .put(tag::SIDE, if side.is_empty() { b"1" } else { side })
-        .put(tag::LEAVES_QTY, "0")
-        .put(tag::CUM_QTY, "0")
-        .put(tag::AVG_PX, "0")
-        .put(tag::TRANSACT_TIME, format_utc_nanos(time_ns))
-        .put(tag::TEXT, text);
+    f.put(
+        tag::SYMBOL,
+        if r.symbol.is_empty() { b"?" } else { r.symbol },
+    )
+    .put(tag::SIDE, if r.side.is_empty() { b"1" } else { r.side })
+    .put(tag::LEAVES_QTY, "0")
+    .put(tag::CUM_QTY, "0")
+    .put(tag::AVG_PX, "0")
+    .put(tag::TRANSACT_TIME, format_utc_nanos(time_ns));
+    if let Some(id) = req_id.filter(|id| !id.is_empty()) {
+        f.put(tag::ORD_STATUS_REQ_ID, id);
+    }
+    f.put(tag::TEXT, text);
     outgoing(b"8", f)
 }
 

@@ -742,7 +742,10 @@ impl Feed {
                     }
                 }
             }
-            Event::Rejected(_) | Event::CancelRejected(_) | Event::Transfer(_) => {}
+            Event::Rejected(_)
+            | Event::CancelRejected(_)
+            | Event::Transfer(_)
+            | Event::Status(_) => {}
         }
     }
 

@@ -264,7 +264,8 @@ impl Rows {
                 balance: t.balance,
                 reject_code: t.reject.map(|r| i32::from(r.code())),
             }),
-            Event::TradingStatus(_) => {}
+            // Nothing changed: a status answer only restates an order.
+            Event::TradingStatus(_) | Event::Status(_) => {}
         }
     }
 }

@@ -545,6 +545,21 @@ impl FixClient {
         );
     }
 
+    /// Sends an OrderStatusRequest for the order `cl` (any ClOrdID it has had), with
+    /// OrdStatusReqID `req_id`.
+    pub fn status(&mut self, cl: &str, account: &str, symbol: &str, side: u8, req_id: &str) {
+        self.send(
+            "H",
+            &[
+                (11, cl.to_string()),
+                (790, req_id.to_string()),
+                (1, account.to_string()),
+                (55, symbol.to_string()),
+                (54, side.to_string()),
+            ],
+        );
+    }
+
     /// Sends a limit NewOrderSingle.
     pub fn limit(&mut self, cl: &str, account: &str, symbol: &str, side: u8, qty: u64, px: &str) {
         self.new_order(cl, account, symbol, side, qty, Some(px), "0");

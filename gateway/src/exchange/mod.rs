@@ -238,6 +238,7 @@ fn answers(e: &Event) -> [Option<(SessionId, ClOrdId)>; 2] {
             Some((t.maker.session, t.maker.cl_ord_id)),
             Some((t.taker.session, t.taker.cl_ord_id)),
         ],
+        Event::Status(x) => [o(&x.order), None],
         Event::TradingStatus(_) | Event::Transfer(_) => [None, None],
     }
 }
@@ -274,7 +275,7 @@ impl Routes {
         if resend {
             r.msg.fields.push((tag::POSS_RESEND, b"Y".to_vec()));
         }
-        if r.is_execution_report()
+        if r.drop_copy
             && let Some(copies) = self.copies.get(r.account.0 as usize)
         {
             for &i in copies {

@@ -14,7 +14,7 @@ use rustc_hash::FxHashMap as HashMap;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Instant;
 
-use engine::command::{CancelOrder, NewOrder, Refused, RefusedCancel, ReplaceOrder};
+use engine::command::{CancelOrder, NewOrder, Refused, RefusedCancel, ReplaceOrder, StatusRequest};
 use engine::config::decimal_to_units;
 use engine::types::{
     AccountId, ClOrdId, OrdType, OrderId, Price, Qty, SessionId, Side, SymbolId, TimeInForce,
@@ -25,7 +25,9 @@ use rust_decimal::Decimal;
 use super::market_data::{self, MdInput};
 use crate::codec::{Message, Tag};
 use crate::config::Role;
-use crate::reports::{gateway_cancel_reject, gateway_reject, tag};
+use crate::reports::{
+    RefusedRequest, gateway_cancel_reject, gateway_reject, gateway_status_reject, tag,
+};
 use crate::session::{AppReject, Application, Outgoing, SessionKey};
 use crate::time::now_nanos;
 
@@ -381,6 +383,26 @@ impl OrderEntry {
             .is_ok()
     }
 
+    /// An OrderStatusRequest (H): sequenced like an order, so the answer shows the order after
+    /// every command before it; only the session's own orders are shown.
+    fn status_request(&mut self, key: &SessionKey, msg: &impl Fields) -> Result<(), Refusal> {
+        let (session, account) = self.admit(key, msg)?;
+        let request = StatusRequest {
+            session,
+            account,
+            cl_ord_id: cl_ord_id(msg, tag::CL_ORD_ID)?,
+            order_id: order_id(msg)?,
+            symbol: self.symbol(msg)?,
+            side: side(msg)?,
+            req_id: ClOrdId::from_bytes(msg.get(tag::ORD_STATUS_REQ_ID).unwrap_or_default())
+                .ok_or((
+                    RejectReason::InvalidClOrdId,
+                    "OrdStatusReqID longer than 40 characters",
+                ))?,
+        };
+        self.send(Command::Status(request))
+    }
+
     fn cancel_or_replace(
         &mut self,
         key: &SessionKey,
@@ -593,6 +615,26 @@ impl Application for OrderEntry {
                         get(tag::ORDER_ID),
                         get(tag::ACCOUNT),
                         replace,
+                        reason,
+                        text,
+                        now_nanos(),
+                    ));
+                }
+                Ok(())
+            }
+            b"H" => {
+                if let Err((reason, text)) = self.status_request(key, msg) {
+                    let id = self.exec_id();
+                    let request = RefusedRequest {
+                        exec_id: &id,
+                        cl_ord_id: get(tag::CL_ORD_ID),
+                        account: get(tag::ACCOUNT),
+                        symbol: get(tag::SYMBOL),
+                        side: get(tag::SIDE),
+                    };
+                    reply.push(gateway_status_reject(
+                        &request,
+                        get(tag::ORD_STATUS_REQ_ID),
                         reason,
                         text,
                         now_nanos(),
