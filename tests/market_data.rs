@@ -488,7 +488,11 @@ fn a_subscriber_that_stops_reading_is_conflated_to_a_fresh_snapshot() {
     m.expect("h");
     request(&mut m, "SLOW", "1", 0, &["0", "1"], &["MSFT"]);
     assert_eq!(m.expect("W").req(83), "0");
-    m.shrink_receive_buffer(4096);
+    // Small, yet not below a loopback segment's worth: with a 4 KiB buffer the reader's
+    // kernel holds back window updates (silly-window avoidance), and after a long stall the
+    // exchange's side only learns the window reopened from zero-window probes, backed off to
+    // tens of seconds (measured: 11 s after 45 s of not reading; 32 KiB resumes at once).
+    m.shrink_receive_buffer(32 * 1024);
 
     // Far more updates than the socket buffers hold (each X is about 150 bytes), sent while
     // the subscriber reads nothing; every order is acknowledged all the same.
