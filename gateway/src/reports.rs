@@ -104,8 +104,8 @@ fn fmt_avg(cum_cost: u64, cum_qty: u64) -> String {
 }
 
 /// A sequencer timestamp as a FIX UTCTimestamp with milliseconds.
-fn format_utc_nanos(ns: i64) -> String {
-    String::from_utf8_lossy(&format_utc_millis(ns.div_euclid(1_000_000))).into_owned()
+fn format_utc_nanos(ns: i64) -> [u8; 21] {
+    format_utc_millis(ns.div_euclid(1_000_000))
 }
 
 /// FIX OrdStatus (39).
@@ -258,7 +258,7 @@ pub fn render(event: &Event, timestamp_ns: i64, names: &Names, out: &mut Vec<Rep
                 .put(tag::LEAVES_QTY, "0")
                 .put(tag::CUM_QTY, "0")
                 .put(tag::AVG_PX, "0")
-                .put(tag::TRANSACT_TIME, time.as_bytes())
+                .put(tag::TRANSACT_TIME, time)
                 .put(tag::TEXT, e.reason.text());
             out.push(Report {
                 session: e.session,
@@ -294,7 +294,7 @@ pub fn render(event: &Event, timestamp_ns: i64, names: &Names, out: &mut Vec<Rep
                     tag::CXL_REJ_REASON,
                     u64::from(e.reason.fix_cxl_rej_reason()),
                 )
-                .put(tag::TRANSACT_TIME, time.as_bytes())
+                .put(tag::TRANSACT_TIME, time)
                 .put(tag::TEXT, e.reason.text());
             out.push(Report {
                 session: e.session,
@@ -320,7 +320,7 @@ fn order_report(
     exec_type: &[u8],
     orig: Option<&[u8]>,
     text: Option<&str>,
-    time: &str,
+    time: &[u8],
     names: &Names,
 ) -> Report {
     let mut f = order_fields(o, exec_type, orig, time, names);
@@ -340,7 +340,7 @@ fn order_fields(
     o: &OrderView,
     exec_type: &[u8],
     orig: Option<&[u8]>,
-    time: &str,
+    time: &[u8],
     names: &Names,
 ) -> Fields {
     let mut f = Fields::with_capacity(22);
@@ -371,7 +371,7 @@ fn order_fields(
 /// The answer to an order status request (ExecType I): the order as it stands, or, when there
 /// is none to show, OrdStatus Rejected with OrdRejReason and Text (no quantities or prices the
 /// request did not give).
-fn status_report(st: &StatusReport, time: &str, names: &Names) -> Report {
+fn status_report(st: &StatusReport, time: &[u8], names: &Names) -> Report {
     let o = &st.order;
     let f = match st.reason {
         None => {
@@ -420,7 +420,7 @@ fn fill_report(
     qty: u64,
     trade_id: u64,
     taker: bool,
-    time: &str,
+    time: &[u8],
     names: &Names,
 ) -> Report {
     let status = OrdStatus::working(fill.cum_qty, fill.leaves_qty);

@@ -94,7 +94,7 @@ pub struct FileStore {
     target: u64,
     log: File,
     /// Offset and length of each stored message's bytes in the log.
-    index: BTreeMap<u64, (u64, u32)>,
+    index: LogIndex,
     /// Log offset after the last saved message, the ones not yet flushed included.
     end: u64,
     /// Saved records not yet written to the log.
@@ -112,6 +112,41 @@ pub struct FileStore {
 }
 
 const RECORD_OVERHEAD: u64 = 8 + 4 + 4;
+
+/// Where each stored message's bytes lie in the log, by sequence number, sorted. Numbers only
+/// grow while a session runs, so a save appends (a tree insert per outgoing report showed in
+/// the report thread's samples); a range is two binary searches.
+#[derive(Default)]
+struct LogIndex(Vec<(u64, u64, u32)>);
+
+impl LogIndex {
+    /// Records (or replaces) where message `seq` lies.
+    fn insert(&mut self, seq: u64, offset: u64, len: u32) {
+        match self.0.last() {
+            Some(&(last, ..)) if last >= seq => match self.0.binary_search_by_key(&seq, |e| e.0) {
+                Ok(i) => self.0[i] = (seq, offset, len),
+                Err(i) => self.0.insert(i, (seq, offset, len)),
+            },
+            _ => self.0.push((seq, offset, len)),
+        }
+    }
+
+    /// The highest stored sequence number.
+    fn last(&self) -> Option<u64> {
+        self.0.last().map(|e| e.0)
+    }
+
+    /// The stored messages from `begin` to `end` inclusive.
+    fn range(&self, begin: u64, end: u64) -> &[(u64, u64, u32)] {
+        let lo = self.0.partition_point(|e| e.0 < begin);
+        let hi = self.0.partition_point(|e| e.0 <= end).max(lo);
+        &self.0[lo..hi]
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
 
 impl FileStore {
     /// Opens (or creates) the store in `dir`.
@@ -144,7 +179,7 @@ impl FileStore {
         let mut bytes = Vec::new();
         log.seek(SeekFrom::Start(0))?;
         log.read_to_end(&mut bytes)?;
-        let mut index = BTreeMap::new();
+        let mut index = LogIndex::default();
         let mut pos = 0usize;
         while pos + RECORD_OVERHEAD as usize <= bytes.len() {
             let seq = u64::from_le_bytes(bytes[pos..pos + 8].try_into().expect("8 bytes"));
@@ -160,7 +195,7 @@ impl FileStore {
             if crc32c::crc32c(body) != crc && legacy_crc32(body) != crc {
                 break;
             }
-            index.insert(seq, ((pos + 12) as u64, len as u32));
+            index.insert(seq, (pos + 12) as u64, len as u32);
             pos = end;
         }
         if pos < bytes.len() {
@@ -169,10 +204,7 @@ impl FileStore {
         }
         // A message stored under a sequence number proves it was used, whatever the
         // sequence file says.
-        let sender = index
-            .keys()
-            .next_back()
-            .map_or(sender, |&s| sender.max(s + 1));
+        let sender = index.last().map_or(sender, |s| sender.max(s + 1));
         let seqnums = OpenOptions::new()
             .read(true)
             .write(true)
@@ -344,7 +376,7 @@ impl MessageStore for FileStore {
     fn set_next_sender(&mut self, n: u64) -> io::Result<()> {
         self.sender = n;
         // The message just stored under n - 1 tells as much on open: one write per message.
-        let logged = self.index.keys().next_back().is_some_and(|&s| s + 1 == n);
+        let logged = self.index.last().is_some_and(|s| s + 1 == n);
         if !logged && (self.sender_block == 0 || n > self.sender_written) {
             self.sender_written = n + self.sender_block;
             self.write_seqnums()?;
@@ -361,7 +393,7 @@ impl MessageStore for FileStore {
         rec.extend_from_slice(&(msg.len() as u32).to_le_bytes());
         rec.extend_from_slice(msg);
         rec.extend_from_slice(&crc32c::crc32c(msg).to_le_bytes());
-        self.index.insert(seq, (self.end + 12, msg.len() as u32));
+        self.index.insert(seq, self.end + 12, msg.len() as u32);
         self.end += msg.len() as u64 + RECORD_OVERHEAD;
         Ok(())
     }
@@ -382,12 +414,8 @@ impl MessageStore for FileStore {
             return Ok(Vec::new());
         }
         let mut out = Vec::new();
-        let wanted: Vec<(u64, (u64, u32))> = self
-            .index
-            .range(begin..=end)
-            .map(|(k, v)| (*k, *v))
-            .collect();
-        for (seq, (off, len)) in wanted {
+        let wanted = self.index.range(begin, end).to_vec();
+        for (seq, off, len) in wanted {
             let mut buf = vec![0u8; len as usize];
             read_at(&mut self.log, off, &mut buf)?;
             out.push((seq, buf));
@@ -581,6 +609,27 @@ mod tests {
             vec![(1, b"old".to_vec()), (2, b"new".to_vec())]
         );
         assert_eq!(s.next_sender(), 3);
+    }
+
+    /// The log index keeps sequence order whatever the order of saves, a later save of a number
+    /// replaces the earlier, and a range holds exactly the numbers inside it.
+    #[test]
+    fn the_log_index_is_a_sorted_map() {
+        let mut ix = LogIndex::default();
+        for (seq, off) in [(5, 50), (7, 70), (6, 60), (2, 20), (7, 71), (9, 90)] {
+            ix.insert(seq, off, 1);
+        }
+        let seqs = |r: &[(u64, u64, u32)]| r.iter().map(|e| (e.0, e.1)).collect::<Vec<_>>();
+        assert_eq!(
+            seqs(ix.range(0, 100)),
+            [(2, 20), (5, 50), (6, 60), (7, 71), (9, 90)]
+        );
+        assert_eq!(seqs(ix.range(3, 7)), [(5, 50), (6, 60), (7, 71)]);
+        assert_eq!(seqs(ix.range(8, 8)), []);
+        assert_eq!(seqs(ix.range(9, 2)), []);
+        assert_eq!(ix.last(), Some(9));
+        ix.clear();
+        assert_eq!(ix.last(), None);
     }
 
     #[test]

@@ -723,6 +723,9 @@ struct Run<'a> {
     progress: &'a reporting::Progress,
 }
 
+/// A journal commit (write and sync) that takes longer is logged.
+const SLOW_COMMIT: Duration = Duration::from_millis(50);
+
 fn run_engine(
     mut engine: Engine,
     mut journal: Journal,
@@ -771,7 +774,18 @@ fn run_engine(
         for c in &batch {
             journal.append(ts, c);
         }
+        let started = std::time::Instant::now();
         journal.commit()?;
+        let took = started.elapsed();
+        if took >= SLOW_COMMIT {
+            // Every order in the batch and behind it waited this long for its acknowledgement:
+            // worth an operator's eye (a disk or a host in trouble).
+            tracing::warn!(
+                ms = took.as_millis() as u64,
+                commands = batch.len(),
+                "slow journal commit"
+            );
+        }
         progress
             .committed
             .store(journal.next_seq() - 1, Ordering::Release);
