@@ -133,9 +133,12 @@ fn read_ports(child: &mut Child) -> (u16, u16) {
                 http = port;
                 continue;
             }
+            // The server's warnings go to the test's stderr, which the test runner shows
+            // when the test fails.
             std::thread::spawn(move || {
                 let mut sink = String::new();
                 while lines.read_line(&mut sink).unwrap_or(0) > 0 {
+                    eprint!("server: {sink}");
                     sink.clear();
                 }
             });
