@@ -554,32 +554,26 @@ fn a_subscriber_that_stops_reading_is_conflated_to_a_fresh_snapshot() {
             other => panic!("unexpected {other}: {msg:?}"),
         }
     }
-    let Some((before, at)) = snapshot else {
+    match snapshot {
+        Some((before, at)) => {
+            assert!(
+                updates < 2 * PAIRS,
+                "{updates} updates for {} book changes",
+                2 * PAIRS
+            );
+            assert!(at - before > 1, "updates were skipped: {before} -> {at}");
+        }
         // Under a heavily loaded machine the feed (at a low priority) falls far behind and
         // publishes the flow in a few large rounds, in which an order and its cancel cancel
         // out: the subscriber may then have been sent so little that it never fell behind, and
         // no snapshot is due. Then nothing was skipped: the next change follows in sequence.
-        eprintln!(
+        None => eprintln!(
             "the subscriber never fell behind ({updates} updates, last RptSeq {last_seq}); \
              checking that nothing was skipped"
-        );
-        c1.cancel("CLAST", "LAST", "DEMO1", "MSFT", 1);
-        assert_eq!(c1.expect("8").req(150), "4");
-        let x = m.expect("X");
-        assert_eq!(
-            entries(&x),
-            [e("2", "0", "391", "", &(last_seq + 1).to_string())]
-        );
-        return;
-    };
-    assert!(
-        updates < 2 * PAIRS,
-        "{updates} updates for {} book changes",
-        2 * PAIRS
-    );
-    assert!(at - before > 1, "updates were skipped: {before} -> {at}");
+        ),
+    }
 
-    // The subscription lives on from the snapshot.
+    // The subscription lives on, from the snapshot or from the last update.
     c1.cancel("CLAST", "LAST", "DEMO1", "MSFT", 1);
     assert_eq!(c1.expect("8").req(150), "4");
     let x = m.expect("X");
