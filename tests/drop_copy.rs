@@ -60,6 +60,13 @@ fn a_drop_copy_session_gets_exactly_its_accounts_reports_and_catches_up() {
     assert_eq!(refused.get(150), Some("8"), "{refused:?}");
     assert_eq!(refused.get(103), Some("15"), "{refused:?}");
 
+    // A mass cancel's cancels are copied; its OrderMassCancelReport answers the asker alone.
+    c1.limit("D8", "DEMO1", "AAPL", 2, 10, "195.00");
+    c1.expect("8");
+    c1.mass_cancel("K1", "1", &[(55, "AAPL")]);
+    c1.expect("8");
+    assert_eq!(c1.expect("r").get(533), Some("1"));
+
     let got = copies(&mut dc);
     let want = [
         ("D1", "0"), // new
@@ -67,6 +74,8 @@ fn a_drop_copy_session_gets_exactly_its_accounts_reports_and_catches_up() {
         ("D1C", "4"),
         ("D3", "8"),
         ("D7", "8"),
+        ("D8", "0"),
+        ("D8", "4"),
     ];
     let seen: Vec<_> = got.iter().map(summary).collect();
     assert_eq!(

@@ -392,6 +392,90 @@ fn order_status_requests_show_the_order_as_it_stands() {
 }
 
 #[test]
+fn order_mass_cancel_cancels_the_sessions_orders_that_match_and_counts_them() {
+    let ex = start_exchange(&temp_dir("mass_cancel"), None);
+    let mut c1 = client1(ex.port);
+    let mut c2 = client2(ex.port);
+    // CLIENT1: two AAPL sells, one AAPL buy, one MSFT sell; CLIENT2: one AAPL sell.
+    let mut ids = std::collections::HashMap::new();
+    for (cl, sym, side, px) in [
+        ("M1", "AAPL", 2, "191.00"),
+        ("M2", "AAPL", 2, "192.00"),
+        ("M3", "AAPL", 1, "185.00"),
+        ("M4", "MSFT", 2, "420.00"),
+    ] {
+        c1.limit(cl, "DEMO1", sym, side, 10, px);
+        let ack = er(&mut c1);
+        assert_fields(&ack, &[(150, "0"), (11, cl)]);
+        ids.insert(cl, ack.req(37).to_string());
+    }
+    c2.limit("N1", "DEMO2", "AAPL", 2, 10, "193.00");
+    assert_fields(&er(&mut c2), &[(150, "0")]);
+
+    // AAPL sells only: M1 and M2, each an ExecutionReport, then the report counting them.
+    c1.mass_cancel("K1", "1", &[(55, "AAPL"), (54, "2")]);
+    for cl in ["M1", "M2"] {
+        let m = er(&mut c1);
+        assert_fields(
+            &m,
+            &[(150, "4"), (39, "4"), (11, cl), (151, "0"), (55, "AAPL")],
+        );
+        assert_eq!(m.req(37), ids[cl]);
+        assert!(m.req(58).contains("mass cancel"), "{m:?}");
+    }
+    let r = c1.expect("r");
+    assert_fields(
+        &r,
+        &[
+            (11, "K1"),
+            (530, "1"),
+            (531, "1"),
+            (533, "2"),
+            (55, "AAPL"),
+            (54, "2"),
+        ],
+    );
+    assert!(r.get(37).is_some_and(|id| !id.is_empty()));
+    // Everything left of DEMO1: M3 and M4; CLIENT2's order is not the session's.
+    c1.mass_cancel("K2", "7", &[(1, "DEMO1")]);
+    let mut canceled: Vec<String> = (0..2).map(|_| er(&mut c1).req(11).to_string()).collect();
+    canceled.sort();
+    assert_eq!(canceled, ["M3", "M4"]);
+    assert_fields(
+        &c1.expect("r"),
+        &[(11, "K2"), (531, "7"), (533, "2"), (1, "DEMO1")],
+    );
+    // Nothing left: a count of zero.
+    c1.mass_cancel("K3", "7", &[]);
+    assert_fields(&c1.expect("r"), &[(11, "K3"), (531, "7"), (533, "0")]);
+    // Refused before the engine: an unknown symbol, an account the session may not trade.
+    c1.mass_cancel("K4", "1", &[(55, "NOPE")]);
+    assert_fields(
+        &c1.expect("r"),
+        &[(11, "K4"), (530, "1"), (531, "0"), (532, "1"), (533, "0")],
+    );
+    c1.mass_cancel("K5", "7", &[(1, "DEMO2")]);
+    assert_fields(&c1.expect("r"), &[(11, "K5"), (531, "0"), (532, "99")]);
+    // A request type the exchange does not support fails validation: a session Reject.
+    c1.mass_cancel("K6", "3", &[]);
+    assert_fields(&c1.expect("3"), &[(371, "530"), (373, "5")]);
+    // CLIENT2's order still rests: it trades.
+    c1.limit("M5", "DEMO1", "AAPL", 1, 10, "193.00");
+    assert_fields(&er(&mut c1), &[(150, "0")]);
+    assert_fields(&er(&mut c1), &[(150, "F"), (32, "10")]);
+    assert_fields(&er(&mut c2), &[(150, "F"), (11, "N1")]);
+    c1.logout();
+    c2.logout();
+    // Requests the engine saw are journaled like any command (K1-K3; the refused ones not).
+    let dump = journal_dump(&ex.data);
+    assert_eq!(
+        dump.lines().filter(|l| l.contains("MassCancel(")).count(),
+        3,
+        "{dump}"
+    );
+}
+
+#[test]
 fn rate_limit_and_closed_market_reject_without_disconnecting() {
     let config = gateway::exchange::config::DEFAULT_EXCHANGE_TOML
         .replace(

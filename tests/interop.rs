@@ -139,6 +139,21 @@ fn quickfix_clients_trade_cancel_and_replace_on_fix44_and_fixt11() {
             // A business reject: an order for an account CLIENT2 may not trade.
             order(b, "Q3", "DEMO1", "AAPL", "1", 1, "190.00");
             assert_fields(&expect(b, "8"), &[(150, "8"), (11, "Q3")]);
+            // Order mass cancel: the cancelled order's report, then OrderMassCancelReport.
+            order(a, "Q4", "DEMO1", "AAPL", "2", 10, "195.00");
+            assert_fields(&expect(a, "8"), &[(150, "0"), (11, "Q4")]);
+            let mass = |cl: &str, scope: &str| {
+                let mut f = vec![(11, cl.to_string()), (530, scope.to_string()), (60, now())];
+                if scope == "1" {
+                    f.push((55, "AAPL".to_string()));
+                }
+                f
+            };
+            a.send("q", &mass("QM1", "1")).unwrap();
+            assert_fields(&expect(a, "8"), &[(150, "4"), (11, "Q4")]);
+            assert_fields(&expect(a, "r"), &[(11, "QM1"), (531, "1"), (533, "1")]);
+            b.send("q", &mass("QM2", "7")).unwrap();
+            assert_fields(&expect(b, "r"), &[(11, "QM2"), (531, "7"), (533, "0")]);
             no_rejects(a);
             no_rejects(b);
         })

@@ -245,6 +245,55 @@ layout!(
     } == 99
 );
 
+/// What an order mass cancel covers (FIX MassCancelRequestType, 530).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum MassCancelScope {
+    /// The orders in one instrument (530=1).
+    Symbol = 1,
+    /// All orders (530=7).
+    All = 7,
+}
+
+impl MassCancelScope {
+    /// Decodes the wire value (the FIX code).
+    pub fn from_u8(v: u8) -> Option<MassCancelScope> {
+        match v {
+            1 => Some(MassCancelScope::Symbol),
+            7 => Some(MassCancelScope::All),
+            _ => None,
+        }
+    }
+}
+
+/// An order mass cancel (FIX OrderMassCancelRequest): cancels the session's working orders
+/// that match, each with its own Canceled event, then answers with a count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MassCancelRequest {
+    /// Session asking; only its own orders are cancelled.
+    pub session: SessionId,
+    /// Only this account's orders, or every account's the session trades for.
+    pub account: Option<AccountId>,
+    /// The request's ClOrdID, echoed in the answer.
+    pub cl_ord_id: ClOrdId,
+    /// One instrument or all.
+    pub scope: MassCancelScope,
+    /// The instrument when `scope` is [`MassCancelScope::Symbol`].
+    pub symbol: SymbolId,
+    /// Only this side's orders, or both.
+    pub side: Option<Side>,
+}
+layout!(
+    MassCancelRequest {
+        session: SessionId,
+        account: Option<AccountId>,
+        cl_ord_id: ClOrdId,
+        scope: MassCancelScope,
+        symbol: SymbolId,
+        side: Option<Side>
+    } == 53
+);
+
 /// An input of the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -274,6 +323,8 @@ pub enum Command {
     RefuseCancel(RefusedCancel),
     /// Report an order's current state.
     Status(StatusRequest),
+    /// Cancel a set of the session's working orders.
+    MassCancel(MassCancelRequest),
 }
 
 const fn max(a: usize, b: usize) -> usize {
@@ -288,7 +339,10 @@ pub const MAX_COMMAND_LEN: usize = 2 + max(
     ),
     max(
         max(OpenTrading::LEN, CloseTrading::LEN),
-        max(Refused::LEN, max(RefusedCancel::LEN, StatusRequest::LEN)),
+        max(
+            max(Refused::LEN, RefusedCancel::LEN),
+            max(StatusRequest::LEN, MassCancelRequest::LEN),
+        ),
     ),
 );
 const _: () = assert!(MAX_COMMAND_LEN == 117);
@@ -307,6 +361,7 @@ impl Command {
             Command::RefuseCancel(_) => 9,
             Command::ResentOrder(_) => 10,
             Command::Status(_) => 11,
+            Command::MassCancel(_) => 12,
         }
     }
 
@@ -322,6 +377,7 @@ impl Command {
             Command::Refuse(_) => Refused::LEN,
             Command::RefuseCancel(_) => RefusedCancel::LEN,
             Command::Status(_) => StatusRequest::LEN,
+            Command::MassCancel(_) => MassCancelRequest::LEN,
         }
     }
 
@@ -342,6 +398,7 @@ impl Command {
             Command::Refuse(c) => c.write(&mut w),
             Command::RefuseCancel(c) => c.write(&mut w),
             Command::Status(c) => c.write(&mut w),
+            Command::MassCancel(c) => c.write(&mut w),
         }
         assert_eq!(w.position(), len);
         len
@@ -366,6 +423,7 @@ impl Command {
             9 => Command::RefuseCancel(RefusedCancel::read(&mut r)?),
             10 => Command::ResentOrder(NewOrder::read(&mut r)?),
             11 => Command::Status(StatusRequest::read(&mut r)?),
+            12 => Command::MassCancel(MassCancelRequest::read(&mut r)?),
             k => return Err(DecodeError::Kind(k)),
         };
         Ok((cmd, r.position()))
@@ -407,6 +465,42 @@ mod tests {
         assert_eq!(
             Command::decode(&buf[..n]).unwrap(),
             (Command::ResentOrder(o), n)
+        );
+    }
+
+    #[test]
+    fn a_mass_cancel_round_trips_with_and_without_its_filters() {
+        let mut buf = [0u8; MAX_COMMAND_LEN];
+        for (account, side, scope) in [
+            (None, None, MassCancelScope::All),
+            (
+                Some(AccountId(0)),
+                Some(Side::Sell),
+                MassCancelScope::Symbol,
+            ),
+        ] {
+            let c = Command::MassCancel(MassCancelRequest {
+                session: SessionId(3),
+                account,
+                cl_ord_id: ClOrdId::new("k1").unwrap(),
+                scope,
+                symbol: SymbolId(4),
+                side,
+            });
+            let n = c.encode(&mut buf);
+            assert_eq!(n, 2 + 53);
+            assert_eq!(Command::decode(&buf[..n]).unwrap(), (c, n));
+        }
+        // The scope byte sits after session (4), account (5) and ClOrdID (40).
+        let scope_at = 2 + 4 + 5 + 40;
+        assert_eq!(buf[scope_at], 1);
+        buf[scope_at] = 2;
+        assert_eq!(
+            Command::decode(&buf[..55]),
+            Err(DecodeError::Field {
+                field: "mass_cancel_scope",
+                value: 2
+            })
         );
     }
 

@@ -4,7 +4,7 @@
 //! ClOrdIDs), so execution reports, drop copies and the reporting database are projections of
 //! the event stream alone.
 
-use crate::command::Asset;
+use crate::command::{Asset, MassCancelRequest};
 use crate::reject::{CancelReason, RejectReason};
 use crate::types::{
     AccountId, ClOrdId, OrdStatus, OrdType, OrderId, Price, Qty, SessionId, Side, SymbolId,
@@ -309,6 +309,28 @@ layout!(
     } == 152
 );
 
+/// The answer to an order mass cancel, after the Canceled events of the orders it cancelled:
+/// the request as understood, how many orders it cancelled, or why it was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MassCancelReport {
+    /// The request.
+    pub request: MassCancelRequest,
+    /// Orders cancelled.
+    pub canceled: u32,
+    /// Why the request was refused; `None` when it was carried out.
+    pub reason: Option<RejectReason>,
+    /// Execution id of the answer.
+    pub exec_id: u64,
+}
+layout!(
+    MassCancelReport {
+        request: MassCancelRequest,
+        canceled: u32,
+        reason: Option<RejectReason>,
+        exec_id: u64
+    } == 67
+);
+
 /// A Day order expired at the close (ExecType Expired).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Expired {
@@ -371,6 +393,8 @@ pub enum Event {
     Transfer(TransferDone),
     /// The answer to an order status request.
     Status(StatusReport),
+    /// The answer to an order mass cancel.
+    MassCancel(MassCancelReport),
 }
 
 const fn max(a: usize, b: usize) -> usize {
@@ -387,7 +411,10 @@ pub const MAX_EVENT_LEN: usize = 2 + max(
         max(Replaced::LEN, CancelRejected::LEN),
         max(
             max(Expired::LEN, TradingStatus::LEN),
-            max(TransferDone::LEN, StatusReport::LEN),
+            max(
+                TransferDone::LEN,
+                max(StatusReport::LEN, MassCancelReport::LEN),
+            ),
         ),
     ),
 );
@@ -406,6 +433,7 @@ impl Event {
             Event::TradingStatus(_) => 8,
             Event::Transfer(_) => 9,
             Event::Status(_) => 10,
+            Event::MassCancel(_) => 11,
         }
     }
 
@@ -422,6 +450,7 @@ impl Event {
             Event::TradingStatus(_) => TradingStatus::LEN,
             Event::Transfer(_) => TransferDone::LEN,
             Event::Status(_) => StatusReport::LEN,
+            Event::MassCancel(_) => MassCancelReport::LEN,
         }
     }
 
@@ -442,6 +471,7 @@ impl Event {
             Event::TradingStatus(e) => e.write(&mut w),
             Event::Transfer(e) => e.write(&mut w),
             Event::Status(e) => e.write(&mut w),
+            Event::MassCancel(e) => e.write(&mut w),
         }
         assert_eq!(w.position(), len);
         len
@@ -465,6 +495,7 @@ impl Event {
             8 => Event::TradingStatus(TradingStatus::read(&mut r)?),
             9 => Event::Transfer(TransferDone::read(&mut r)?),
             10 => Event::Status(StatusReport::read(&mut r)?),
+            11 => Event::MassCancel(MassCancelReport::read(&mut r)?),
             k => return Err(DecodeError::Kind(k)),
         };
         Ok((e, r.position()))
@@ -480,6 +511,7 @@ impl Event {
             Event::CancelRejected(e) => Some(e.session),
             Event::Expired(e) => Some(e.order.session),
             Event::Status(e) => Some(e.order.session),
+            Event::MassCancel(e) => Some(e.request.session),
             Event::Trade(_) | Event::TradingStatus(_) | Event::Transfer(_) => None,
         }
     }

@@ -11,12 +11,13 @@ use rustc_hash::FxHashMap;
 
 use crate::book::{Arena, Book, NIL, Order, Slot};
 use crate::command::{
-    Asset, CancelOrder, Command, NewOrder, RefusedCancel, ReplaceOrder, StatusRequest, Transfer,
+    Asset, CancelOrder, Command, MassCancelRequest, MassCancelScope, NewOrder, RefusedCancel,
+    ReplaceOrder, StatusRequest, Transfer,
 };
 use crate::config::{EngineConfig, Instrument, Limits, StpMode};
 use crate::event::{
-    Accepted, CancelRejected, Canceled, Event, Expired, Fill, OrderView, Rejected, Replaced,
-    StatusReport, Trade, TradingStatus, TransferDone,
+    Accepted, CancelRejected, Canceled, Event, Expired, Fill, MassCancelReport, OrderView,
+    Rejected, Replaced, StatusReport, Trade, TradingStatus, TransferDone,
 };
 use crate::hash::StableHasher;
 use crate::index::{ClKey, ClOrdIndex, Probe};
@@ -331,6 +332,7 @@ impl Engine {
             Command::Refuse(r) => self.reject_order(&r.order, r.reason, out),
             Command::RefuseCancel(r) => self.on_refused_cancel(r, keys, out),
             Command::Status(r) => self.on_status(r, out),
+            Command::MassCancel(r) => self.on_mass_cancel(r, out),
         }
     }
 
@@ -1495,6 +1497,56 @@ impl Engine {
             *held -= t.amount;
         }
         Ok(())
+    }
+
+    /// An order mass cancel: every working order of the session that matches the request's
+    /// instrument, account and side is cancelled (each with its Canceled event, in order-id
+    /// order), then the answer counts them. Other sessions' orders are never touched.
+    fn on_mass_cancel(&mut self, r: &MassCancelRequest, out: &mut Vec<Event>) {
+        let books = match r.scope {
+            MassCancelScope::All => 0..self.books.len(),
+            MassCancelScope::Symbol => {
+                let i = usize::from(r.symbol.0);
+                i..i + 1
+            }
+        };
+        let mut report = MassCancelReport {
+            request: *r,
+            canceled: 0,
+            reason: None,
+            exec_id: 0,
+        };
+        if books.end > self.books.len() {
+            report.reason = Some(RejectReason::UnknownSymbol);
+        } else {
+            // Working orders all rest in a book: walking the covered books finds them without
+            // a pass over every order of every session.
+            let mut hit: Vec<(OrderId, Slot)> = Vec::new();
+            for b in &self.books[books] {
+                for side in [Side::Buy, Side::Sell] {
+                    if r.side.is_some_and(|s| s != side) {
+                        continue;
+                    }
+                    for (_, _, _, head) in b.side(side).levels() {
+                        let mut s = head;
+                        while s != NIL {
+                            let o = &self.arena[s];
+                            if o.session == r.session && r.account.is_none_or(|a| a == o.account) {
+                                hit.push((o.id, s));
+                            }
+                            s = o.next;
+                        }
+                    }
+                }
+            }
+            hit.sort_unstable();
+            for (_, slot) in hit {
+                self.cancel_unsolicited(slot, CancelReason::MassCancel, out);
+                report.canceled += 1;
+            }
+        }
+        report.exec_id = self.next_exec();
+        out.push(Event::MassCancel(report));
     }
 
     fn on_open(&mut self, day: u32, out: &mut Vec<Event>) {

@@ -242,6 +242,8 @@ pub enum CancelReason {
     FillOrKill = 4,
     /// A market order stopped at its price collar with quantity left.
     CollarReached = 5,
+    /// The owner's order mass cancel covered it (OrderMassCancelRequest).
+    MassCancel = 6,
 }
 
 impl CancelReason {
@@ -253,6 +255,7 @@ impl CancelReason {
             3 => CancelReason::ImmediateOrCancel,
             4 => CancelReason::FillOrKill,
             5 => CancelReason::CollarReached,
+            6 => CancelReason::MassCancel,
             _ => return None,
         })
     }
@@ -265,6 +268,7 @@ impl CancelReason {
             CancelReason::ImmediateOrCancel => "ImmediateOrCancel",
             CancelReason::FillOrKill => "FillOrKill",
             CancelReason::CollarReached => "CollarReached",
+            CancelReason::MassCancel => "MassCancel",
         }
     }
 
@@ -276,6 +280,7 @@ impl CancelReason {
             CancelReason::ImmediateOrCancel => "unfilled remainder of an immediate order cancelled",
             CancelReason::FillOrKill => "fill-or-kill order could not be filled completely",
             CancelReason::CollarReached => "market order stopped at its price collar",
+            CancelReason::MassCancel => "cancelled by an order mass cancel request",
         }
     }
 }

@@ -223,8 +223,37 @@ enum_field!(
     crate::types::OrdType => "ord_type",
     crate::types::TimeInForce => "time_in_force",
     crate::types::OrdStatus => "ord_status",
-    crate::reject::CancelReason => "cancel_reason"
+    crate::reject::CancelReason => "cancel_reason",
+    crate::command::MassCancelScope => "mass_cancel_scope"
 );
+
+/// Absent as 0, else the side's code.
+impl Field for Option<crate::types::Side> {
+    const SIZE: usize = 1;
+    fn put(&self, w: &mut Writer<'_>) {
+        w.u8(self.map_or(0, |s| s as u8))
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.enum_u8("side", |v| match v {
+            0 => Some(None),
+            v => crate::types::Side::from_u8(v).map(Some),
+        })
+    }
+}
+
+/// A presence byte, then the id (0 when absent).
+impl Field for Option<crate::types::AccountId> {
+    const SIZE: usize = 5;
+    fn put(&self, w: &mut Writer<'_>) {
+        w.u8(u8::from(self.is_some()));
+        w.u32(self.map_or(0, |a| a.0))
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let present = bool::get(r)?;
+        let id = r.u32()?;
+        Ok(present.then_some(crate::types::AccountId(id)))
+    }
+}
 
 impl Field for bool {
     const SIZE: usize = 1;

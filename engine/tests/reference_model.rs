@@ -9,13 +9,13 @@
 use std::collections::BTreeMap;
 
 use engine::command::{
-    Asset, CancelOrder, CloseTrading, Command, NewOrder, OpenTrading, ReplaceOrder, StatusRequest,
-    Transfer,
+    Asset, CancelOrder, CloseTrading, Command, MassCancelRequest, MassCancelScope, NewOrder,
+    OpenTrading, ReplaceOrder, StatusRequest, Transfer,
 };
 use engine::config::EngineConfig;
 use engine::event::{
-    Accepted, CancelRejected, Canceled, Event, Expired, Fill, OrderView, Rejected, Replaced,
-    StatusReport, Trade, TradingStatus, TransferDone,
+    Accepted, CancelRejected, Canceled, Event, Expired, Fill, MassCancelReport, OrderView,
+    Rejected, Replaced, StatusReport, Trade, TradingStatus, TransferDone,
 };
 use engine::{
     AccountId, CancelReason, ClOrdId, Engine, OrdStatus, OrdType, OrderId, Price, Qty,
@@ -205,8 +205,43 @@ impl Model {
             Command::Refuse(r) => self.reject(&r.order, r.reason, &mut out),
             Command::RefuseCancel(r) => self.refused_cancel(r, &mut out),
             Command::Status(r) => self.status(r, &mut out),
+            Command::MassCancel(r) => self.mass_cancel(r, &mut out),
         }
         out
+    }
+
+    /// A mass cancel: the session's live orders that match, oldest order id first, then the
+    /// count; an unknown instrument cancels nothing.
+    fn mass_cancel(&mut self, r: &MassCancelRequest, out: &mut Vec<Event>) {
+        let known =
+            r.scope == MassCancelScope::All || usize::from(r.symbol.0) < self.cfg.instruments.len();
+        let mut canceled = 0;
+        if known {
+            loop {
+                let next = self
+                    .orders
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, o)| {
+                        o.session == r.session
+                            && r.account.is_none_or(|a| a == o.account)
+                            && (r.scope == MassCancelScope::All || o.symbol == r.symbol)
+                            && r.side.is_none_or(|s| s == o.side)
+                    })
+                    .min_by_key(|(_, o)| o.id)
+                    .map(|(i, _)| i);
+                let Some(i) = next else { break };
+                self.cancel_by_engine(i, CancelReason::MassCancel, out);
+                canceled += 1;
+            }
+        }
+        let exec_id = self.exec();
+        out.push(Event::MassCancel(MassCancelReport {
+            request: *r,
+            canceled,
+            reason: (!known).then_some(RejectReason::UnknownSymbol),
+            exec_id,
+        }));
     }
 
     /// A status request: the session's own order as it stands, else the request with status
@@ -1060,6 +1095,29 @@ fn arb_command() -> impl Strategy<Value = Command> {
             })
         },
     );
+    let mass_cancel = (
+        acct.clone(),
+        0u16..150,
+        any::<bool>(),
+        sym.clone(),
+        prop_oneof![Just(None), Just(Some(Side::Buy)), Just(Some(Side::Sell))],
+        any::<bool>(),
+    )
+        .prop_map(|(a, c, all, s, side, by_account)| {
+            Command::MassCancel(MassCancelRequest {
+                session: SessionId(a % 4),
+                // Session 0 trades for accounts 0 and 4: the account filter matters there.
+                account: by_account.then_some(AccountId(a)),
+                cl_ord_id: cl(c),
+                scope: if all {
+                    MassCancelScope::All
+                } else {
+                    MassCancelScope::Symbol
+                },
+                symbol: SymbolId(s),
+                side,
+            })
+        });
     let transfer = (
         acct,
         any::<bool>(),
@@ -1107,6 +1165,7 @@ fn arb_command() -> impl Strategy<Value = Command> {
         1 => Just(Command::CloseTrading(CloseTrading {})),
         1 => refused,
         1 => status,
+        1 => mass_cancel,
     ]
 }
 
@@ -1125,7 +1184,10 @@ fn normalize(e: &Event) -> Event {
         }
         Event::CancelRejected(x) => x.order_id = n(x.order_id),
         Event::Status(x) => x.order.order_id = n(x.order.order_id),
-        Event::Rejected(_) | Event::TradingStatus(_) | Event::Transfer(_) => {}
+        Event::Rejected(_)
+        | Event::TradingStatus(_)
+        | Event::Transfer(_)
+        | Event::MassCancel(_) => {}
     }
     e
 }

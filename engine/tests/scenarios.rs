@@ -9,7 +9,8 @@
 //!   Without instruments: AAPL at 100.00 and MSFT at 50.00, tick 0.01, band 10%, collar 5%.
 //! - Commands: `open DAY`, `close`, `deposit ACCT cash|SYM AMOUNT`, `withdraw ...`,
 //!   `buy|sell ACCT CLID SYM QTY @PRICE|mkt [day|gtc|ioc|fok]`, `cancel ACCT CLID ORIG|#ORDERID`,
-//!   `replace ACCT CLID ORIG QTY @PRICE`. Accounts are letters (A is account 0, session 0).
+//!   `replace ACCT CLID ORIG QTY @PRICE`, `status ACCT CLID|#ORDERID`,
+//!   `mass-cancel ACCT CLID all|SYM [buy|sell]`. Accounts are letters (A is account 0, session 0).
 //! - `> event` lines after a command list exactly the events it must produce, in order.
 //! - Checks: `? book SYM bids|asks P:Q,P:Q` (levels best first, `-` for empty),
 //!   `? cash ACCT TOTAL RESERVED`, `? shares ACCT SYM TOTAL RESERVED`, `? status open|closed`.
@@ -20,8 +21,8 @@ use std::fmt::Write as _;
 use std::str::FromStr;
 
 use engine::command::{
-    Asset, CancelOrder, CloseTrading, Command, NewOrder, OpenTrading, ReplaceOrder, StatusRequest,
-    Transfer,
+    Asset, CancelOrder, CloseTrading, Command, MassCancelRequest, MassCancelScope, NewOrder,
+    OpenTrading, ReplaceOrder, StatusRequest, Transfer,
 };
 use engine::config::{EngineConfig, decimal_to_units, units_to_decimal};
 use engine::event::Event;
@@ -112,6 +113,10 @@ fn render(e: &Event, syms: &[String]) -> String {
                 Some(r) => format!("status {} {}", o.cl_ord_id, r.name()),
             }
         }
+        Event::MassCancel(m) => match m.reason {
+            None => format!("mass-canceled {} n={}", m.request.cl_ord_id, m.canceled),
+            Some(r) => format!("mass-cancel-rejected {} {}", m.request.cl_ord_id, r.name()),
+        },
         Event::Transfer(t) => {
             let asset = match t.asset {
                 Asset::Cash => "cash".to_string(),
@@ -365,6 +370,26 @@ impl Runner {
                     symbol,
                     side,
                     req_id: ClOrdId::EMPTY,
+                })
+            }
+            "mass-cancel" => {
+                let a = account(w[1]);
+                let (scope, symbol) = match w[3] {
+                    "all" => (MassCancelScope::All, SymbolId(0)),
+                    sym => (MassCancelScope::Symbol, self.symbol(sym)),
+                };
+                let side = w.get(4).map(|s| match *s {
+                    "buy" => Side::Buy,
+                    "sell" => Side::Sell,
+                    other => panic!("unknown side {other}"),
+                });
+                Command::MassCancel(MassCancelRequest {
+                    session: SessionId(a.0),
+                    account: None,
+                    cl_ord_id: ClOrdId::new(w[2]).unwrap(),
+                    scope,
+                    symbol,
+                    side,
                 })
             }
             "cancel" => {

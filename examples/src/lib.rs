@@ -448,7 +448,7 @@ pub fn run_client<T>(
     Ok(out)
 }
 
-/// An ExecutionReport or OrderCancelReject in one readable line.
+/// An ExecutionReport, OrderCancelReject or OrderMassCancelReport in one readable line.
 pub fn describe(m: &FixMsg) -> String {
     let g = |t| m.get(t).unwrap_or("-");
     match m.msg_type.as_str() {
@@ -491,6 +491,17 @@ pub fn describe(m: &FixMsg) -> String {
             g(11),
             g(41),
             m.get(58).unwrap_or("")
+        ),
+        "r" if g(531) == "0" => format!(
+            "mass cancel refused  ClOrdID {}: {}",
+            g(11),
+            m.get(58).unwrap_or("")
+        ),
+        "r" => format!(
+            "mass cancel  ClOrdID {}  {} orders cancelled{}",
+            g(11),
+            g(533),
+            m.get(55).map(|s| format!(" in {s}")).unwrap_or_default()
         ),
         "j" => format!("business reject: {}", m.get(58).unwrap_or("")),
         t => format!("{t}: {:?}", m.fields),

@@ -3,13 +3,14 @@
 //! Pure functions of an event, its sequencer timestamp and the names of accounts and symbols,
 //! so a report rendered at replay is byte for byte the report rendered live.
 
-use engine::event::{Fill, OrderView, StatusReport};
+use engine::command::MassCancelScope;
+use engine::event::{Fill, MassCancelReport, OrderView, StatusReport};
 use engine::types::{
     AccountId, OrdStatus, OrdType, OrderId, PRICE_SCALE, SessionId, Side, TimeInForce,
 };
 use engine::{Event, RejectReason};
 
-use crate::codec::Tag;
+use crate::codec::{Message, Tag};
 use crate::session::Outgoing;
 use crate::time::format_utc_millis;
 use std::sync::Arc;
@@ -51,6 +52,10 @@ pub mod tag {
     pub const LAST_LIQUIDITY_IND: Tag = 851;
     pub const TRD_MATCH_ID: Tag = 880;
     pub const AGGRESSOR_INDICATOR: Tag = 1057;
+    pub const MASS_CANCEL_REQUEST_TYPE: Tag = 530;
+    pub const MASS_CANCEL_RESPONSE: Tag = 531;
+    pub const MASS_CANCEL_REJECT_REASON: Tag = 532;
+    pub const TOTAL_AFFECTED_ORDERS: Tag = 533;
 }
 
 /// Decimal places of a price unit.
@@ -233,6 +238,7 @@ pub fn render(event: &Event, timestamp_ns: i64, names: &Names, out: &mut Vec<Rep
             names,
         )),
         Event::Status(st) => out.push(status_report(st, &time, names)),
+        Event::MassCancel(m) => out.push(mass_cancel_report(m, &time, names)),
         // The order was received before and has had its answers: nothing to say again.
         Event::Rejected(e) if e.reason == RejectReason::ResentDuplicate => {}
         Event::Rejected(e) => {
@@ -305,6 +311,91 @@ pub fn render(event: &Event, timestamp_ns: i64, names: &Names, out: &mut Vec<Rep
         }
         Event::TradingStatus(_) | Event::Transfer(_) => {}
     }
+}
+
+/// MassCancelRejectReason (532) of a refusal: unknown security, or other.
+fn mass_cancel_reject_reason(reason: RejectReason) -> u64 {
+    if reason == RejectReason::UnknownSymbol {
+        1
+    } else {
+        99
+    }
+}
+
+/// The OrderMassCancelReport (r) answering a mass cancel the engine carried out or refused
+/// (its cancelled orders were reported before it, one ExecutionReport each). Its OrderID is
+/// the exchange's id of the request. Not drop-copied: the cancels are.
+fn mass_cancel_report(m: &MassCancelReport, time: &[u8], names: &Names) -> Report {
+    let r = &m.request;
+    let scope = [r.scope as u8 + b'0'];
+    let mut f = Fields::with_capacity(12);
+    f.put(tag::CL_ORD_ID, r.cl_ord_id.as_bytes());
+    f.tag(tag::ORDER_ID);
+    f.0.extend_from_slice(b"MC");
+    crate::codec::write_uint(&mut f.0, m.exec_id);
+    f.0.push(crate::codec::SOH);
+    f.put(tag::MASS_CANCEL_REQUEST_TYPE, scope);
+    match m.reason {
+        None => f.put(tag::MASS_CANCEL_RESPONSE, scope),
+        Some(reason) => f.put(tag::MASS_CANCEL_RESPONSE, "0").num(
+            tag::MASS_CANCEL_REJECT_REASON,
+            mass_cancel_reject_reason(reason),
+        ),
+    };
+    f.num(tag::TOTAL_AFFECTED_ORDERS, u64::from(m.canceled));
+    if let Some(a) = r.account {
+        f.put(tag::ACCOUNT, names.account(a.0));
+    }
+    if r.scope == MassCancelScope::Symbol {
+        f.put(tag::SYMBOL, names.symbol(r.symbol.0));
+    }
+    if let Some(s) = r.side {
+        f.put(tag::SIDE, side(s));
+    }
+    f.put(tag::TRANSACT_TIME, time);
+    if let Some(reason) = m.reason {
+        f.put(tag::TEXT, reason.text());
+    }
+    Report {
+        session: r.session,
+        account: r.account.unwrap_or(AccountId(0)),
+        msg: outgoing(b"r", f),
+        drop_copy: false,
+    }
+}
+
+/// An OrderMassCancelReport (r) refusing a request before it reached the engine (rate limit,
+/// entitlement, unknown symbol): the request's fields echoed, `id` as its OrderID.
+pub fn gateway_mass_cancel_reject(
+    msg: &Message<'_>,
+    id: &str,
+    reason: RejectReason,
+    text: &str,
+    time_ns: i64,
+) -> Outgoing {
+    let mut f = Fields::with_capacity(12);
+    if let Some(cl) = msg.get(tag::CL_ORD_ID) {
+        f.put(tag::CL_ORD_ID, cl);
+    }
+    f.put(tag::ORDER_ID, id)
+        .put(
+            tag::MASS_CANCEL_REQUEST_TYPE,
+            msg.get(tag::MASS_CANCEL_REQUEST_TYPE).unwrap_or(b"7"),
+        )
+        .put(tag::MASS_CANCEL_RESPONSE, "0")
+        .num(
+            tag::MASS_CANCEL_REJECT_REASON,
+            mass_cancel_reject_reason(reason),
+        )
+        .put(tag::TOTAL_AFFECTED_ORDERS, "0");
+    for t in [tag::ACCOUNT, tag::SYMBOL, tag::SIDE] {
+        if let Some(v) = msg.get(t) {
+            f.put(t, v);
+        }
+    }
+    f.put(tag::TRANSACT_TIME, format_utc_nanos(time_ns))
+        .put(tag::TEXT, text);
+    outgoing(b"r", f)
 }
 
 fn outgoing(msg_type: &[u8], f: Fields) -> Outgoing {

@@ -745,7 +745,8 @@ impl Feed {
             Event::Rejected(_)
             | Event::CancelRejected(_)
             | Event::Transfer(_)
-            | Event::Status(_) => {}
+            | Event::Status(_)
+            | Event::MassCancel(_) => {}
         }
     }
 

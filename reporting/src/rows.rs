@@ -264,8 +264,9 @@ impl Rows {
                 balance: t.balance,
                 reject_code: t.reject.map(|r| i32::from(r.code())),
             }),
-            // Nothing changed: a status answer only restates an order.
-            Event::TradingStatus(_) | Event::Status(_) => {}
+            // Nothing changed: a status answer only restates an order; a mass cancel's answer
+            // only counts the cancels, each stored above with its reason.
+            Event::TradingStatus(_) | Event::Status(_) | Event::MassCancel(_) => {}
         }
     }
 }

@@ -563,6 +563,19 @@ impl FixClient {
         );
     }
 
+    /// Sends an OrderMassCancelRequest: `scope` 1 (one symbol) or 7 (all), with optional
+    /// fields such as Account (1), Symbol (55) and Side (54).
+    pub fn mass_cancel(&mut self, cl: &str, scope: &str, extra: &[(i32, &str)]) {
+        let now = gateway::time::format_utc_millis(gateway::time::now_millis());
+        let mut fields = vec![
+            (11, cl.to_string()),
+            (530, scope.to_string()),
+            (60, String::from_utf8_lossy(&now).into_owned()),
+        ];
+        fields.extend(extra.iter().map(|(t, v)| (*t, v.to_string())));
+        self.send("q", &fields);
+    }
+
     /// Sends a limit NewOrderSingle.
     pub fn limit(&mut self, cl: &str, account: &str, symbol: &str, side: u8, qty: u64, px: &str) {
         self.new_order(cl, account, symbol, side, qty, Some(px), "0");

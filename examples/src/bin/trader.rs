@@ -9,6 +9,8 @@
 //! > buy MSFT 10 market          market order
 //! > cancel 1234-1               cancel by ClOrdID
 //! > replace 1234-1 50 190.05    new quantity and price
+//! > cancelall AAPL              mass cancel: every working order in AAPL (all of them without
+//! >                             a symbol), for the trader's account
 //! ```
 
 use std::io::{BufRead, Write};
@@ -60,6 +62,8 @@ enum Cmd {
     },
     Cancel(String),
     Replace(String, u64, String),
+    /// OrderMassCancelRequest: one symbol's orders, or all.
+    CancelAll(Option<String>),
 }
 
 fn parse(line: &str) -> Result<Cmd, String> {
@@ -84,7 +88,9 @@ fn parse(line: &str) -> Result<Cmd, String> {
         }
         ["cancel", id] => Ok(Cmd::Cancel(id.to_string())),
         ["replace", id, q, price] => Ok(Cmd::Replace(id.to_string(), qty(q)?, price.to_string())),
-        _ => Err("expected: buy|sell SYMBOL QTY PRICE|market [day|gtc|ioc|fok], cancel CLORDID, replace CLORDID QTY PRICE".into()),
+        ["cancelall"] => Ok(Cmd::CancelAll(None)),
+        ["cancelall", symbol] => Ok(Cmd::CancelAll(Some(symbol.to_uppercase()))),
+        _ => Err("expected: buy|sell SYMBOL QTY PRICE|market [day|gtc|ioc|fok], cancel CLORDID, replace CLORDID QTY PRICE, cancelall [SYMBOL]".into()),
     }
 }
 
@@ -101,6 +107,14 @@ fn now() -> String {
 fn execute(c: &mut Client, book: &mut Book, account: &str, cmd: Cmd) -> Result<String, String> {
     let cl = c.cl_ord_id();
     let sent = match cmd {
+        Cmd::CancelAll(symbol) => {
+            let mut f = vec![(11, cl.clone()), (1, account.to_string()), (60, now())];
+            match symbol {
+                Some(s) => f.extend([(530, "1".to_string()), (55, s)]),
+                None => f.push((530, "7".to_string())),
+            }
+            c.send("q", &f)
+        }
         Cmd::New {
             side,
             symbol,
@@ -243,6 +257,11 @@ mod tests {
         assert_eq!(
             parse("replace X 10 1.5"),
             Ok(Cmd::Replace("X".into(), 10, "1.5".into()))
+        );
+        assert_eq!(parse("cancelall"), Ok(Cmd::CancelAll(None)));
+        assert_eq!(
+            parse("cancelall msft"),
+            Ok(Cmd::CancelAll(Some("MSFT".into())))
         );
         assert!(parse("buy AAPL many 1").is_err());
         assert!(parse("hold").is_err());

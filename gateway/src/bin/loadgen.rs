@@ -18,6 +18,7 @@ use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
+use tokio::sync::Notify;
 
 #[derive(Parser, Clone)]
 #[command(name = "loadgen", about = "FIX load generator for the exchange")]
@@ -69,6 +70,33 @@ struct Args {
     /// in the reporting database, from GET /v1/status) is sampled every 100 ms and summarized.
     #[arg(long)]
     http_port: Option<u16>,
+    /// Spread the sessions' sends evenly over each millisecond (session k of n at k/n ms past
+    /// it), as independent clients' orders would arrive, instead of every session sending its
+    /// share at the start of the millisecond.
+    #[arg(long)]
+    spread: bool,
+}
+
+/// Wakes the sessions in turn, each once a millisecond, spread evenly over the millisecond
+/// (session k of n at k/n ms past it). A thread of its own: tokio's timers fire on whole
+/// milliseconds, which would line every session's slice up on the same instant.
+fn spread_clock(pacers: Vec<Arc<Notify>>, start: Instant, end: Instant) {
+    let n = pacers.len().max(1) as u32;
+    let step = Duration::from_millis(1) / n;
+    std::thread::spawn(move || {
+        let mut due = start;
+        // A round past the end: every session then wakes once after it and stops.
+        for p in pacers.iter().cycle() {
+            if due > end + Duration::from_millis(1) {
+                break;
+            }
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            p.notify_one();
+            due += step;
+        }
+    });
 }
 
 /// Samples of the reporting lag and when the database caught up after the load.
@@ -192,15 +220,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let start = Instant::now() + Duration::from_millis(500);
-    for i in args.first_session..args.first_session + args.sessions {
+    let pacers: Vec<Arc<Notify>> = (0..args.sessions)
+        .map(|_| Arc::new(Notify::new()))
+        .collect();
+    if args.spread {
+        spread_clock(
+            pacers.clone(),
+            start,
+            start + Duration::from_secs(args.duration),
+        );
+    }
+    for (i, pacer) in (args.first_session..).zip(&pacers) {
         let (args, symbols, counters, hists) = (
             args.clone(),
             symbols.clone(),
             Arc::clone(&counters),
             Arc::clone(&hists),
         );
+        let pacer = args.spread.then(|| Arc::clone(pacer));
         tasks.push(tokio::spawn(async move {
-            session(i, nonce, args, symbols, counters, hists, start).await
+            session(i, nonce, args, symbols, counters, hists, start, pacer).await
         }));
     }
     let progress = {
@@ -343,6 +382,7 @@ async fn session(
     counters: Arc<Counters>,
     hists: Arc<Mutex<Histogram<u64>>>,
     start: Instant,
+    pacer: Option<Arc<Notify>>,
 ) -> anyhow::Result<()> {
     let name = format!("{}{index:03}", args.prefix);
     let (mut rd, mut wr, mut buf) = logon(&args, &name).await?;
@@ -413,18 +453,24 @@ async fn session(
     let end = start + Duration::from_secs(args.duration);
     let mut tick = tokio::time::interval_at(start.into(), Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut owed = 0.0f64;
     let mut out = Vec::with_capacity(1 << 16);
     let mut opens: VecDeque<(u64, usize, u8)> = VecDeque::new();
     let mut slice = 0u64;
+    let mut sent = 0u64;
     while Instant::now() < end {
-        tick.tick().await;
+        match &pacer {
+            Some(p) => p.notified().await,
+            None => {
+                tick.tick().await;
+            }
+        }
         slice += 1;
-        owed += per_ms;
-        let n = owed as u64;
-        owed -= n as f64;
         out.clear();
         let now = Instant::now();
+        // What is owed by now: a late wake-up sends more, none is lost.
+        let due = (now.saturating_duration_since(start).as_secs_f64() * 1000.0 * per_ms) as u64;
+        let n = due.saturating_sub(sent);
+        sent += n;
         let mut ids = Vec::with_capacity(n as usize);
         for _ in 0..n {
             let id = next_id;

@@ -239,6 +239,7 @@ fn answers(e: &Event) -> [Option<(SessionId, ClOrdId)>; 2] {
             Some((t.taker.session, t.taker.cl_ord_id)),
         ],
         Event::Status(x) => [o(&x.order), None],
+        Event::MassCancel(x) => [Some((x.request.session, x.request.cl_ord_id)), None],
         Event::TradingStatus(_) | Event::Transfer(_) => [None, None],
     }
 }

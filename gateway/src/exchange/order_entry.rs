@@ -14,7 +14,10 @@ use rustc_hash::FxHashMap as HashMap;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Instant;
 
-use engine::command::{CancelOrder, NewOrder, Refused, RefusedCancel, ReplaceOrder, StatusRequest};
+use engine::command::{
+    CancelOrder, MassCancelRequest, MassCancelScope, NewOrder, Refused, RefusedCancel,
+    ReplaceOrder, StatusRequest,
+};
 use engine::config::decimal_to_units;
 use engine::types::{
     AccountId, ClOrdId, OrdType, OrderId, Price, Qty, SessionId, Side, SymbolId, TimeInForce,
@@ -26,7 +29,8 @@ use super::market_data::{self, MdInput};
 use crate::codec::{Message, Tag};
 use crate::config::Role;
 use crate::reports::{
-    RefusedRequest, gateway_cancel_reject, gateway_reject, gateway_status_reject, tag,
+    RefusedRequest, gateway_cancel_reject, gateway_mass_cancel_reject, gateway_reject,
+    gateway_status_reject, tag,
 };
 use crate::session::{AppReject, Application, Outgoing, SessionKey};
 use crate::time::now_nanos;
@@ -147,6 +151,28 @@ impl OrderEntry {
         key: &SessionKey,
         msg: &impl Fields,
     ) -> Result<(SessionId, AccountId), Refusal> {
+        let (session, account) = self.admit_any(key, msg)?;
+        let s = self
+            .sessions
+            .get(key)
+            .ok_or((RejectReason::NotEntitled, "session may not trade"))?;
+        match account {
+            Some(a) => Ok((session, a)),
+            None if s.accounts.len() == 1 => Ok((session, s.accounts[0].1)),
+            None => Err((
+                RejectReason::UnknownAccount,
+                "Account (1) is required: this session trades for several accounts",
+            )),
+        }
+    }
+
+    /// [`Self::admit`] for a request that may leave the account out to mean every account the
+    /// session trades for (`None`).
+    fn admit_any(
+        &mut self,
+        key: &SessionKey,
+        msg: &impl Fields,
+    ) -> Result<(SessionId, Option<AccountId>), Refusal> {
         let rate = self.rate;
         let s = self
             .sessions
@@ -164,22 +190,17 @@ impl OrderEntry {
         }
         b.tokens -= 1.0;
         let account = match msg.get(tag::ACCOUNT) {
-            Some(name) => s
-                .accounts
-                .iter()
-                .find(|(n, _)| n.as_bytes() == name)
-                .map(|(_, id)| *id)
-                .ok_or((
-                    RejectReason::NotEntitled,
-                    "this session may not trade for that account",
-                ))?,
-            None if s.accounts.len() == 1 => s.accounts[0].1,
-            None => {
-                return Err((
-                    RejectReason::UnknownAccount,
-                    "Account (1) is required: this session trades for several accounts",
-                ));
-            }
+            Some(name) => Some(
+                s.accounts
+                    .iter()
+                    .find(|(n, _)| n.as_bytes() == name)
+                    .map(|(_, id)| *id)
+                    .ok_or((
+                        RejectReason::NotEntitled,
+                        "this session may not trade for that account",
+                    ))?,
+            ),
+            None => None,
         };
         Ok((s.id, account))
     }
@@ -403,6 +424,35 @@ impl OrderEntry {
         self.send(Command::Status(request))
     }
 
+    /// An OrderMassCancelRequest: the session's orders in one instrument (530=1) or all (530=7),
+    /// optionally only one account's (1) or one side's (54).
+    fn mass_cancel(&mut self, key: &SessionKey, msg: &impl Fields) -> Result<(), Refusal> {
+        let (session, account) = self.admit_any(key, msg)?;
+        let cl_ord_id = cl_ord_id(msg, tag::CL_ORD_ID)?;
+        let (scope, symbol) = match msg.get(tag::MASS_CANCEL_REQUEST_TYPE) {
+            Some(b"1") => (MassCancelScope::Symbol, self.symbol(msg)?),
+            Some(b"7") => (MassCancelScope::All, SymbolId(0)),
+            _ => {
+                return Err((
+                    RejectReason::UnsupportedOrderType,
+                    "MassCancelRequestType must be 1 (one security) or 7 (all orders)",
+                ));
+            }
+        };
+        let side = match msg.get(tag::SIDE) {
+            None => None,
+            Some(_) => Some(side(msg)?),
+        };
+        self.send(Command::MassCancel(MassCancelRequest {
+            session,
+            account,
+            cl_ord_id,
+            scope,
+            symbol,
+            side,
+        }))
+    }
+
     fn cancel_or_replace(
         &mut self,
         key: &SessionKey,
@@ -571,7 +621,7 @@ impl Application for OrderEntry {
                 self.market_data_request(id, msg, reply);
                 return Ok(());
             }
-            (Some((_, Role::MarketData | Role::DropCopy)), b"D" | b"F" | b"G") => {
+            (Some((_, Role::MarketData | Role::DropCopy)), b"D" | b"F" | b"G" | b"q") => {
                 return Err(AppReject::Business {
                     reason: 6,
                     text: "orders are not accepted on this session: it is read-only".into(),
@@ -635,6 +685,18 @@ impl Application for OrderEntry {
                     reply.push(gateway_status_reject(
                         &request,
                         get(tag::ORD_STATUS_REQ_ID),
+                        reason,
+                        text,
+                        now_nanos(),
+                    ));
+                }
+                Ok(())
+            }
+            b"q" => {
+                if let Err((reason, text)) = self.mass_cancel(key, msg) {
+                    reply.push(gateway_mass_cancel_reject(
+                        msg,
+                        &self.exec_id(),
                         reason,
                         text,
                         now_nanos(),
