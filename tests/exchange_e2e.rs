@@ -475,6 +475,76 @@ fn order_mass_cancel_cancels_the_sessions_orders_that_match_and_counts_them() {
     );
 }
 
+/// The ClOrdIDs of the cancels (ExecType 4) that arrive within `wait`, with their Text.
+fn cancels(c: &mut FixClient, wait: Duration) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    while let Some(m) = c.recv(wait) {
+        if m.msg_type == "8" && m.get(150) == Some("4") {
+            out.push((m.req(11).to_string(), m.get(58).unwrap_or("").to_string()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn cancel_on_disconnect_cancels_when_the_session_goes_not_when_the_exchange_stops() {
+    let config = gateway::exchange::config::DEFAULT_EXCHANGE_TOML.replace(
+        "TargetCompID = \"CLIENT1\"",
+        "TargetCompID = \"CLIENT1\"\nCancelOnDisconnect = true",
+    );
+    let ex = start_exchange(&temp_dir("cod"), Some(&config));
+    let mut c1 = client1(ex.port);
+    let mut c2 = client2(ex.port);
+    c1.limit("C1", "DEMO1", "AAPL", 2, 10, "195.00");
+    er(&mut c1);
+    c1.limit("C2", "DEMO1", "MSFT", 1, 10, "410.00");
+    er(&mut c1);
+    // The connection drops: both orders are cancelled, and the client learns it when it is
+    // back (by resend, or live if it came back first).
+    let (out, inn) = (c1.next_out(), c1.next_in);
+    c1.drop_connection();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c1 = FixClient::logon_at(
+        ex.port, "FIX.4.4", "CLIENT1", "client1", "demo1", false, out, inn,
+    )
+    .expect("CLIENT1 logon again");
+    c1.send("2", &[(7, inn.to_string()), (16, "0".into())]);
+    let got = cancels(&mut c1, Duration::from_millis(1500));
+    let disconnect = "cancelled on disconnect".to_string();
+    assert_eq!(
+        got,
+        [
+            ("C1".to_string(), disconnect.clone()),
+            ("C2".to_string(), disconnect)
+        ]
+    );
+    // C1 is gone from the book: a buy at its price rests instead of trading.
+    c2.limit("B1", "DEMO2", "AAPL", 1, 10, "195.00");
+    assert_fields(&er(&mut c2), &[(150, "0"), (11, "B1")]);
+    assert!(c2.recv(Duration::from_millis(500)).is_none(), "no fill");
+    // A clean shutdown of the exchange is not the client going away: C3 survives it.
+    c1.limit("C3", "DEMO1", "AAPL", 2, 10, "196.00");
+    er(&mut c1);
+    // Still connected when the exchange stops: it logs the session out itself.
+    let (out, inn) = (c1.next_out(), c1.next_in);
+    let data = ex.terminate();
+    drop(c1);
+    let ex = start_exchange(&data, Some(&config));
+    let mut c1 = FixClient::logon_at(
+        ex.port, "FIX.4.4", "CLIENT1", "client1", "demo1", false, out, inn,
+    )
+    .expect("CLIENT1 logon after the restart");
+    c1.status("C3", "DEMO1", "AAPL", 2, "S1");
+    let m = loop {
+        let m = c1.recv(Duration::from_secs(10)).expect("the status answer");
+        if m.msg_type == "8" && m.get(150) == Some("I") {
+            break m;
+        }
+    };
+    assert_fields(&m, &[(11, "C3"), (39, "0"), (151, "10")]);
+}
+
 #[test]
 fn rate_limit_and_closed_market_reject_without_disconnecting() {
     let config = gateway::exchange::config::DEFAULT_EXCHANGE_TOML

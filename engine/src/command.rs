@@ -282,6 +282,9 @@ pub struct MassCancelRequest {
     pub symbol: SymbolId,
     /// Only this side's orders, or both.
     pub side: Option<Side>,
+    /// Sent by the gateway because the session disconnected (cancel on disconnect), not by
+    /// the client: its cancels say so, and nobody is answered.
+    pub on_disconnect: bool,
 }
 layout!(
     MassCancelRequest {
@@ -290,8 +293,9 @@ layout!(
         cl_ord_id: ClOrdId,
         scope: MassCancelScope,
         symbol: SymbolId,
-        side: Option<Side>
-    } == 53
+        side: Option<Side>,
+        on_disconnect: bool
+    } == 54
 );
 
 /// An input of the engine.
@@ -486,9 +490,10 @@ mod tests {
                 scope,
                 symbol: SymbolId(4),
                 side,
+                on_disconnect: account.is_none(),
             });
             let n = c.encode(&mut buf);
-            assert_eq!(n, 2 + 53);
+            assert_eq!(n, 2 + 54);
             assert_eq!(Command::decode(&buf[..n]).unwrap(), (c, n));
         }
         // The scope byte sits after session (4), account (5) and ClOrdID (40).
@@ -496,7 +501,7 @@ mod tests {
         assert_eq!(buf[scope_at], 1);
         buf[scope_at] = 2;
         assert_eq!(
-            Command::decode(&buf[..55]),
+            Command::decode(&buf[..56]),
             Err(DecodeError::Field {
                 field: "mass_cancel_scope",
                 value: 2

@@ -328,7 +328,7 @@ layout!(
         canceled: u32,
         reason: Option<RejectReason>,
         exec_id: u64
-    } == 67
+    } == 68
 );
 
 /// A Day order expired at the close (ExecType Expired).

@@ -1540,8 +1540,13 @@ impl Engine {
                 }
             }
             hit.sort_unstable();
+            let why = if r.on_disconnect {
+                CancelReason::Disconnect
+            } else {
+                CancelReason::MassCancel
+            };
             for (_, slot) in hit {
-                self.cancel_unsolicited(slot, CancelReason::MassCancel, out);
+                self.cancel_unsolicited(slot, why, out);
                 report.canceled += 1;
             }
         }

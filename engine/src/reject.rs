@@ -244,6 +244,8 @@ pub enum CancelReason {
     CollarReached = 5,
     /// The owner's order mass cancel covered it (OrderMassCancelRequest).
     MassCancel = 6,
+    /// Its session disconnected, and the session cancels its orders on disconnect.
+    Disconnect = 7,
 }
 
 impl CancelReason {
@@ -256,6 +258,7 @@ impl CancelReason {
             4 => CancelReason::FillOrKill,
             5 => CancelReason::CollarReached,
             6 => CancelReason::MassCancel,
+            7 => CancelReason::Disconnect,
             _ => return None,
         })
     }
@@ -269,6 +272,7 @@ impl CancelReason {
             CancelReason::FillOrKill => "FillOrKill",
             CancelReason::CollarReached => "CollarReached",
             CancelReason::MassCancel => "MassCancel",
+            CancelReason::Disconnect => "Disconnect",
         }
     }
 
@@ -281,6 +285,7 @@ impl CancelReason {
             CancelReason::FillOrKill => "fill-or-kill order could not be filled completely",
             CancelReason::CollarReached => "market order stopped at its price collar",
             CancelReason::MassCancel => "cancelled by an order mass cancel request",
+            CancelReason::Disconnect => "cancelled on disconnect",
         }
     }
 }

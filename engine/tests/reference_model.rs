@@ -231,7 +231,12 @@ impl Model {
                     .min_by_key(|(_, o)| o.id)
                     .map(|(i, _)| i);
                 let Some(i) = next else { break };
-                self.cancel_by_engine(i, CancelReason::MassCancel, out);
+                let why = if r.on_disconnect {
+                    CancelReason::Disconnect
+                } else {
+                    CancelReason::MassCancel
+                };
+                self.cancel_by_engine(i, why, out);
                 canceled += 1;
             }
         }
@@ -1102,8 +1107,9 @@ fn arb_command() -> impl Strategy<Value = Command> {
         sym.clone(),
         prop_oneof![Just(None), Just(Some(Side::Buy)), Just(Some(Side::Sell))],
         any::<bool>(),
+        0u8..4,
     )
-        .prop_map(|(a, c, all, s, side, by_account)| {
+        .prop_map(|(a, c, all, s, side, by_account, origin)| {
             Command::MassCancel(MassCancelRequest {
                 session: SessionId(a % 4),
                 // Session 0 trades for accounts 0 and 4: the account filter matters there.
@@ -1116,6 +1122,7 @@ fn arb_command() -> impl Strategy<Value = Command> {
                 },
                 symbol: SymbolId(s),
                 side,
+                on_disconnect: origin == 0,
             })
         });
     let transfer = (

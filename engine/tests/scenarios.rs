@@ -10,7 +10,8 @@
 //! - Commands: `open DAY`, `close`, `deposit ACCT cash|SYM AMOUNT`, `withdraw ...`,
 //!   `buy|sell ACCT CLID SYM QTY @PRICE|mkt [day|gtc|ioc|fok]`, `cancel ACCT CLID ORIG|#ORDERID`,
 //!   `replace ACCT CLID ORIG QTY @PRICE`, `status ACCT CLID|#ORDERID`,
-//!   `mass-cancel ACCT CLID all|SYM [buy|sell]`. Accounts are letters (A is account 0, session 0).
+//!   `mass-cancel ACCT CLID all|SYM [buy|sell]`, `disconnect ACCT` (cancel on disconnect).
+//!   Accounts are letters (A is account 0, session 0).
 //! - `> event` lines after a command list exactly the events it must produce, in order.
 //! - Checks: `? book SYM bids|asks P:Q,P:Q` (levels best first, `-` for empty),
 //!   `? cash ACCT TOTAL RESERVED`, `? shares ACCT SYM TOTAL RESERVED`, `? status open|closed`.
@@ -390,6 +391,20 @@ impl Runner {
                     scope,
                     symbol,
                     side,
+                    on_disconnect: false,
+                })
+            }
+            "disconnect" => {
+                // The gateway's cancel on disconnect for the account's session.
+                let a = account(w[1]);
+                Command::MassCancel(MassCancelRequest {
+                    session: SessionId(a.0),
+                    account: None,
+                    cl_ord_id: ClOrdId::EMPTY,
+                    scope: MassCancelScope::All,
+                    symbol: SymbolId(0),
+                    side: None,
+                    on_disconnect: true,
                 })
             }
             "cancel" => {

@@ -167,6 +167,10 @@ pub struct SessionConfig {
     /// sessions, the system's default on the others.
     #[serde(rename = "SendBufferSize", default)]
     pub send_buffer_size: Option<usize>,
+    /// Cancel the session's working orders when it logs out or its connection drops (an
+    /// order-entry session's option; not when the exchange itself shuts down).
+    #[serde(rename = "CancelOnDisconnect", default)]
+    pub cancel_on_disconnect: bool,
 }
 
 /// Kernel send buffer of a market-data connection unless configured.

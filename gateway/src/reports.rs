@@ -238,6 +238,8 @@ pub fn render(event: &Event, timestamp_ns: i64, names: &Names, out: &mut Vec<Rep
             names,
         )),
         Event::Status(st) => out.push(status_report(st, &time, names)),
+        // Cancel on disconnect: the cancels speak for themselves; nobody asked for a report.
+        Event::MassCancel(m) if m.request.on_disconnect => {}
         Event::MassCancel(m) => out.push(mass_cancel_report(m, &time, names)),
         // The order was received before and has had its answers: nothing to say again.
         Event::Rejected(e) if e.reason == RejectReason::ResentDuplicate => {}

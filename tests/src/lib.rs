@@ -344,6 +344,18 @@ fn dechunk(mut s: &str) -> String {
 }
 
 impl Server {
+    /// Stops the process with SIGTERM (a clean shutdown), leaving its data directory, and
+    /// waits for it.
+    pub fn terminate(mut self) -> PathBuf {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let data = std::mem::take(&mut self.data);
+        std::mem::forget(self);
+        data
+    }
+
     /// Kills the process with SIGKILL, leaving its data directory, and waits for it.
     pub fn kill9(mut self) -> PathBuf {
         let _ = self.child.kill();

@@ -550,6 +550,7 @@ async fn run_exchange(args: RunArgs) -> anyhow::Result<()> {
         _ = shutdown_signal() => tracing::info!("shutting down"),
         _ = failed => tracing::error!("engine failed; shutting down"),
     }
+    gateway::exchange::lock(acceptor.app()).shutting_down();
     acceptor.shutdown(Duration::from_secs(3)).await;
     serve.abort();
     if let Some(h) = http {

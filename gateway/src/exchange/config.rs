@@ -273,6 +273,7 @@ impl ExchangeConfig {
                     role: g.role.clone(),
                     persist_messages: None,
                     send_buffer_size: None,
+                    cancel_on_disconnect: false,
                 });
             }
         }

@@ -357,15 +357,17 @@ impl Exchange {
                 .map(|a| (a.clone(), account_ids[a.as_str()]))
                 .collect();
             let role = s.config.role()?;
+            if s.config.cancel_on_disconnect && role != Role::OrderEntry {
+                anyhow::bail!("session {k}: CancelOnDisconnect applies to order-entry sessions");
+            }
             if role == Role::DropCopy {
                 for a in &s.config.accounts {
                     copies[account_ids[a.as_str()].0 as usize].push(i);
                 }
             }
-            infos.insert(
-                k.clone(),
-                SessionInfo::new(SessionId(i as u32), accounts, role),
-            );
+            let mut info = SessionInfo::new(SessionId(i as u32), accounts, role);
+            info.cancel_on_disconnect = s.config.cancel_on_disconnect;
+            infos.insert(k.clone(), info);
             keys.push(k);
             sessions.push(Session::new(s.settings, s.dictionaries, Box::new(store)));
         }

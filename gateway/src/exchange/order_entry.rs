@@ -77,6 +77,8 @@ pub struct SessionInfo {
     pub accounts: Vec<(String, AccountId)>,
     /// What the session is for.
     pub role: Role,
+    /// Whether its working orders are cancelled when it disconnects.
+    pub cancel_on_disconnect: bool,
     bucket: Bucket,
 }
 
@@ -87,6 +89,7 @@ impl SessionInfo {
             id,
             accounts,
             role,
+            cancel_on_disconnect: false,
             bucket: Bucket {
                 tokens: f64::MAX,
                 last: Instant::now(),
@@ -105,6 +108,8 @@ pub struct OrderEntry {
     rate: f64,
     epoch_ns: i64,
     rejects: u64,
+    /// The exchange is shutting down: sessions that disconnect now keep their orders.
+    closing: bool,
 }
 
 /// A refusal before the engine: reason and text.
@@ -136,6 +141,40 @@ impl OrderEntry {
             rate: f64::from(rate.max(1)),
             epoch_ns: now_nanos(),
             rejects: 0,
+            closing: false,
+        }
+    }
+
+    /// Marks the exchange as shutting down: the sessions it logs out keep their working orders
+    /// (cancel on disconnect is for a client that goes away, not for the venue closing).
+    pub fn shutting_down(&mut self) {
+        self.closing = true;
+    }
+
+    /// Cancel on disconnect: a mass cancel of everything the session has working, sequenced
+    /// like the client's own. Waits for room in the engine's queue rather than lose it; fails
+    /// only when the engine has stopped.
+    fn cancel_on_disconnect(&self, key: &SessionKey) {
+        let Some(s) = self.sessions.get(key) else {
+            return;
+        };
+        if !s.cancel_on_disconnect || self.closing {
+            return;
+        }
+        let cmd = Command::MassCancel(MassCancelRequest {
+            session: s.id,
+            account: None,
+            cl_ord_id: ClOrdId::EMPTY,
+            scope: MassCancelScope::All,
+            symbol: SymbolId(0),
+            side: None,
+            on_disconnect: true,
+        });
+        match self.tx.send(cmd) {
+            Ok(()) => tracing::info!(session = %key, "cancel on disconnect"),
+            Err(_) => {
+                tracing::warn!(session = %key, "cancel on disconnect: the engine has stopped")
+            }
         }
     }
 
@@ -450,6 +489,7 @@ impl OrderEntry {
             scope,
             symbol,
             side,
+            on_disconnect: false,
         }))
     }
 
@@ -607,6 +647,7 @@ impl Application for OrderEntry {
         if let Some((id, Role::MarketData)) = self.role(key) {
             self.to_market_data(MdInput::Disconnect(id.0));
         }
+        self.cancel_on_disconnect(key);
     }
 
     fn on_app_message(
