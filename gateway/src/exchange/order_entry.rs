@@ -152,8 +152,9 @@ impl OrderEntry {
     }
 
     /// Cancel on disconnect: a mass cancel of everything the session has working, sequenced
-    /// like the client's own. Waits for room in the engine's queue rather than lose it; fails
-    /// only when the engine has stopped.
+    /// like the client's own. Never lost to a full engine queue: a thread then waits for room
+    /// (not this one: it holds the session's lock, which the report thread may need before
+    /// the engine can drain its queue). Fails only when the engine has stopped.
     fn cancel_on_disconnect(&self, key: &SessionKey) {
         let Some(s) = self.sessions.get(key) else {
             return;
@@ -170,11 +171,21 @@ impl OrderEntry {
             side: None,
             on_disconnect: true,
         });
-        match self.tx.send(cmd) {
-            Ok(()) => tracing::info!(session = %key, "cancel on disconnect"),
-            Err(_) => {
-                tracing::warn!(session = %key, "cancel on disconnect: the engine has stopped")
+        tracing::info!(session = %key, "cancel on disconnect");
+        let stopped = |key: &dyn std::fmt::Display| {
+            tracing::warn!(session = %key, "cancel on disconnect: the engine has stopped");
+        };
+        match self.tx.try_send(cmd) {
+            Ok(()) => {}
+            Err(TrySendError::Full(cmd)) => {
+                let (tx, key) = (self.tx.clone(), key.clone());
+                std::thread::spawn(move || {
+                    if tx.send(cmd).is_err() {
+                        stopped(&key);
+                    }
+                });
             }
+            Err(TrySendError::Disconnected(_)) => stopped(key),
         }
     }
 
@@ -747,5 +758,63 @@ impl Application for OrderEntry {
             }
             _ => Err(AppReject::UnsupportedMessageType),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::sync_channel;
+    use std::time::Duration;
+
+    fn key() -> SessionKey {
+        SessionKey {
+            begin_string: "FIX.4.4".into(),
+            sender_comp_id: "EXCH".into(),
+            target_comp_id: "C1".into(),
+        }
+    }
+
+    fn entry(queue: usize) -> (OrderEntry, std::sync::mpsc::Receiver<Command>) {
+        let (tx, rx) = sync_channel(queue);
+        let mut info = SessionInfo::new(
+            SessionId(3),
+            vec![("A".into(), AccountId(0))],
+            Role::OrderEntry,
+        );
+        info.cancel_on_disconnect = true;
+        let sessions = [(key(), info)].into_iter().collect();
+        let symbols = [("AAPL".to_string(), SymbolId(0))];
+        let accounts = [("A".to_string(), AccountId(0))];
+        (
+            OrderEntry::new(sessions, symbols, accounts, tx, None, 100),
+            rx,
+        )
+    }
+
+    fn is_cancel_on_disconnect(c: &Command) -> bool {
+        matches!(c, Command::MassCancel(m) if m.on_disconnect
+            && m.session == SessionId(3)
+            && m.scope == MassCancelScope::All
+            && m.account.is_none())
+    }
+
+    #[test]
+    fn cancel_on_disconnect_never_blocks_the_session_and_is_never_lost_to_a_full_queue() {
+        let (mut e, rx) = entry(1);
+        let filler = Command::CloseTrading(engine::CloseTrading {});
+        e.tx.try_send(filler).expect("room for one");
+        // The queue is full: the call returns at once, the command follows when there is room.
+        e.on_logout(&key());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(filler));
+        let c = rx.recv_timeout(Duration::from_secs(5)).expect("the cancel");
+        assert!(is_cancel_on_disconnect(&c), "{c:?}");
+        // With room: sent at once.
+        e.on_logout(&key());
+        assert!(is_cancel_on_disconnect(&rx.try_recv().expect("queued")));
+        // The exchange shutting down logs sessions out: their orders stay.
+        e.shutting_down();
+        e.on_logout(&key());
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
     }
 }
