@@ -30,8 +30,62 @@ const TICK: Duration = Duration::from_millis(100);
 
 struct SlotState {
     session: Session,
-    /// The connection currently bound to the session, and its wake-up handle.
-    conn: Option<(u64, Arc<Notify>)>,
+    /// The connection currently bound to the session.
+    conn: Option<Bound>,
+}
+
+/// A connection bound to a session.
+struct Bound {
+    id: u64,
+    /// Wakes the connection's task.
+    notify: Arc<Notify>,
+    /// A second handle on the socket (the same non-blocking socket), through which another
+    /// thread writes what it queued when the connection's task is not writing: the report
+    /// thread's reports then leave without a wake-up and a hop through the task.
+    direct: Option<std::net::TcpStream>,
+    /// The task has taken bytes from the session and may not have written them all yet: nobody
+    /// else may write before it is done.
+    writing: bool,
+    /// Bytes taken from the session that a direct write could not finish; the task writes them
+    /// before anything else.
+    unsent: Vec<u8>,
+}
+
+impl Bound {
+    /// Writes what the session has to send straight to the socket, as far as the socket takes
+    /// it without blocking; whatever is left (bytes, or a disconnect) is the task's, and it is
+    /// woken.
+    fn write_through(&mut self, session: &mut Session) {
+        use std::io::Write;
+        let Some(sock) = self
+            .direct
+            .as_ref()
+            .filter(|_| !self.writing && self.unsent.is_empty())
+        else {
+            self.notify.notify_one();
+            return;
+        };
+        let mut sock = sock;
+        while let Some(bytes) = session.poll_send() {
+            let mut done = 0;
+            while done < bytes.len() {
+                match sock.write(&bytes[done..]) {
+                    Ok(0) => break,
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    // Full, or broken: the task finds out and deals with it.
+                    Err(_) => break,
+                }
+            }
+            if done < bytes.len() {
+                self.unsent.extend_from_slice(&bytes[done..]);
+                break;
+            }
+        }
+        if !self.unsent.is_empty() || session.pending() > 0 {
+            self.notify.notify_one();
+        }
+    }
 }
 
 /// A configured session and the connection bound to it, if any.
@@ -101,8 +155,8 @@ impl<A: Application + Send + 'static> Acceptor<A> {
         };
         let mut st = slot.lock();
         st.session.send_app(now_millis(), msg);
-        if let Some((_, n)) = &st.conn {
-            n.notify_one();
+        if let Some(b) = &st.conn {
+            b.notify.notify_one();
         }
         true
     }
@@ -119,13 +173,17 @@ impl<A: Application + Send + 'static> Acceptor<A> {
     }
 
     /// Writes what a session saved to its store since the last flush (one write for all of
-    /// it), then wakes its connection to send what was queued.
-    pub fn release(&self, key: &SessionKey) {
+    /// it), then sends what was queued: with `direct`, straight to the socket from this thread
+    /// when the connection's task is not writing; else by waking the task.
+    pub fn release(&self, key: &SessionKey, direct: bool) {
         if let Some(slot) = self.slots.get(key) {
             let mut st = slot.lock();
-            st.session.flush_store();
-            if let Some((_, n)) = &st.conn {
-                n.notify_one();
+            let SlotState { session, conn } = &mut *st;
+            session.flush_store();
+            match conn {
+                Some(b) if direct => b.write_through(session),
+                Some(b) => b.notify.notify_one(),
+                None => {}
             }
         }
     }
@@ -173,8 +231,8 @@ impl<A: Application + Send + 'static> Acceptor<A> {
         for slot in self.slots.values() {
             let mut st = slot.lock();
             st.session.logout(now, Some("exchange shutting down"));
-            if let Some((_, n)) = &st.conn {
-                n.notify_one();
+            if let Some(b) = &st.conn {
+                b.notify.notify_one();
             }
         }
         let deadline = tokio::time::Instant::now() + grace;
@@ -306,7 +364,22 @@ impl<A: Application + Send + 'static> Acceptor<A> {
                                 tracing::info!(session = %st.session.key(), "session already connected; closing the new connection");
                                 break 'conn;
                             }
-                            st.conn = Some((id, Arc::clone(&notify)));
+                            // A second handle for direct writes; without one, every write
+                            // goes through this task.
+                            let direct = {
+                                use std::os::fd::AsFd;
+                                sock.as_fd()
+                                    .try_clone_to_owned()
+                                    .map(std::net::TcpStream::from)
+                                    .ok()
+                            };
+                            st.conn = Some(Bound {
+                                id,
+                                notify: Arc::clone(&notify),
+                                direct,
+                                writing: false,
+                                unsent: Vec::new(),
+                            });
                             st.session.on_connect(now_millis());
                             drop(st);
                             slot = Some(s);
@@ -334,7 +407,12 @@ impl<A: Application + Send + 'static> Acceptor<A> {
             let mut disconnect = false;
             if let Some(s) = &slot {
                 let mut st = s.lock();
-                while let Some(o) = st.session.poll() {
+                let SlotState { session, conn } = &mut *st;
+                // What a direct write left over goes first.
+                if let Some(b) = conn.as_mut() {
+                    out.append(&mut b.unsent);
+                }
+                while let Some(o) = session.poll() {
                     match o {
                         Output::Send(b) => out.extend_from_slice(&b),
                         Output::Disconnect => {
@@ -343,12 +421,20 @@ impl<A: Application + Send + 'static> Acceptor<A> {
                         }
                     }
                 }
+                if let Some(b) = conn.as_mut() {
+                    b.writing = !out.is_empty();
+                }
             }
             if !out.is_empty() {
                 if sock.write_all(&out).await.is_err() {
                     break 'conn;
                 }
                 out.clear();
+                if let Some(s) = &slot
+                    && let Some(b) = s.lock().conn.as_mut()
+                {
+                    b.writing = false;
+                }
             }
             if disconnect {
                 break 'conn;
@@ -358,7 +444,7 @@ impl<A: Application + Send + 'static> Acceptor<A> {
         // and reconnects at once must not find it still taken.
         if let Some(s) = slot {
             let mut st = s.lock();
-            if st.conn.as_ref().is_some_and(|(c, _)| *c == id) {
+            if st.conn.as_ref().is_some_and(|b| b.id == id) {
                 st.conn = None;
                 let mut app = self.app.lock().unwrap_or_else(|e| e.into_inner());
                 st.session.on_disconnect(&mut *app);

@@ -286,6 +286,23 @@ impl Session {
         o
     }
 
+    /// The next message to write, like [`Session::poll`] but leaving a disconnect (and what
+    /// follows it) in the queue for the connection to act on.
+    pub fn poll_send(&mut self) -> Option<Vec<u8>> {
+        if !matches!(self.out.front(), Some(Output::Send(_))) {
+            return None;
+        }
+        match self.poll() {
+            Some(Output::Send(b)) => Some(b),
+            // The store failed: the queue now ends in a disconnect.
+            Some(Output::Disconnect) => {
+                self.out.push_front(Output::Disconnect);
+                None
+            }
+            None => None,
+        }
+    }
+
     /// Writes the messages saved since the last flush to the store (a failure disconnects).
     pub fn flush_store(&mut self) {
         if let Err(e) = self.store.flush() {

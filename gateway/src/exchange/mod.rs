@@ -291,15 +291,16 @@ impl Routes {
         }
     }
 
-    /// Writes the reports queued for the `touched` sessions to their stores and wakes their
-    /// connections: one store write and one wake-up per session and group commit instead of
-    /// one per report. Done before the reports are recorded as delivered, so a crash never
-    /// skips a report nobody stored.
-    fn flush(&self, acceptor: &Acceptor<OrderEntry>, touched: &mut Vec<usize>) {
+    /// Writes the reports queued for the `touched` sessions to their stores and sends them:
+    /// one store write and one socket write or wake-up per session and group commit instead
+    /// of one per report. Done before the reports are recorded as delivered, so a crash never
+    /// skips a report nobody stored. `direct`: this thread writes to the sockets itself (see
+    /// [`Acceptor::release`]).
+    fn flush(&self, acceptor: &Acceptor<OrderEntry>, touched: &mut Vec<usize>, direct: bool) {
         touched.sort_unstable();
         touched.dedup();
         for i in touched.drain(..) {
-            acceptor.release(&self.keys[i]);
+            acceptor.release(&self.keys[i], direct);
         }
     }
 }
@@ -503,7 +504,7 @@ impl Exchange {
             "engine memory faulted in"
         );
         let last = journal.next_seq() - 1;
-        routes.flush(&acceptor, &mut touched);
+        routes.flush(&acceptor, &mut touched, false);
         watermark.set(last);
         let progress = Arc::new(reporting::Progress::default());
         progress.committed.store(last, Ordering::Release);
@@ -554,6 +555,9 @@ impl Exchange {
             boot.extend(session_changes(&engine, open, yyyymmdd(now_millis())));
         }
 
+        // The start-up commands (funding, the open) are the engine's first batch; the exchange
+        // is ready once their events are out, market data included.
+        let ready_at = last + boot.len() as u64;
         let stop = Arc::new(AtomicBool::new(false));
         let failed = Arc::new(AtomicBool::new(false));
         let (out_tx, out_rx) = sync_channel::<Batch>(256);
@@ -633,7 +637,7 @@ impl Exchange {
             let acceptor = Arc::clone(&acceptor);
             let watermark = Delivered {
                 file: watermark,
-                seq: delivered,
+                seq: Arc::clone(&delivered),
             };
             std::thread::Builder::new()
                 .name("reports".into())
@@ -642,6 +646,20 @@ impl Exchange {
                 })?
         };
         drop(tx);
+        // Nobody connects before the start-up batch is through: a client (a market-data one
+        // above all) must not see the exchange before the open it was started with.
+        let booting = std::time::Instant::now();
+        while delivered.load(Ordering::Acquire) < ready_at {
+            anyhow::ensure!(
+                !failed.load(Ordering::SeqCst),
+                "the engine stopped while starting up"
+            );
+            anyhow::ensure!(
+                booting.elapsed() < Duration::from_secs(300),
+                "the start-up commands were not through after 300 s"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
         Ok(Exchange {
             acceptor,
             stop,
@@ -817,6 +835,9 @@ fn run_engine(
     Ok(())
 }
 
+/// Batches of at most this many events have their reports written by the report thread.
+const DIRECT_WRITE_EVENTS: usize = 8;
+
 fn run_reports(
     rx: Receiver<Batch>,
     acceptor: &Acceptor<OrderEntry>,
@@ -836,12 +857,22 @@ fn run_reports(
             }
             routes.collect_http(&s.event, &mut http);
         }
-        routes.flush(acceptor, &mut touched);
+        // A small batch's reports leave from here, saving each connection a wake-up; a large
+        // one's are written by the connections' threads, in parallel, while this one moves on
+        // (written here, the socket writes made this thread the pipeline's bottleneck at
+        // 50,000 orders/s: p50 +7%, CPU +12%).
+        routes.flush(
+            acceptor,
+            &mut touched,
+            batch.events.len() <= DIRECT_WRITE_EVENTS,
+        );
         routes.waiters.complete(&mut http);
-        watermark.set(batch.last_seq);
         // After the reports: market data never delays an execution report.
         if md.send(MdInput::Events(batch.events)).is_err() {
             tracing::error!("market data stopped");
         }
+        // Delivered once market data has the events too: a subscriber that logs on after
+        // this is connected behind them.
+        watermark.set(batch.last_seq);
     }
 }
