@@ -1503,52 +1503,58 @@ impl Engine {
     /// instrument, account and side is cancelled (each with its Canceled event, in order-id
     /// order), then the answer counts them. Other sessions' orders are never touched.
     fn on_mass_cancel(&mut self, r: &MassCancelRequest, out: &mut Vec<Event>) {
-        let books = match r.scope {
-            MassCancelScope::All => 0..self.books.len(),
-            MassCancelScope::Symbol => {
-                let i = usize::from(r.symbol.0);
-                i..i + 1
-            }
-        };
         let mut report = MassCancelReport {
             request: *r,
             canceled: 0,
             reason: None,
             exec_id: 0,
         };
-        if books.end > self.books.len() {
-            report.reason = Some(RejectReason::UnknownSymbol);
-        } else {
-            // Working orders all rest in a book: walking the covered books finds them without
-            // a pass over every order of every session.
-            let mut hit: Vec<(OrderId, Slot)> = Vec::new();
-            for b in &self.books[books] {
-                for side in [Side::Buy, Side::Sell] {
-                    if r.side.is_some_and(|s| s != side) {
-                        continue;
-                    }
-                    for (_, _, _, head) in b.side(side).levels() {
-                        let mut s = head;
-                        while s != NIL {
-                            let o = &self.arena[s];
-                            if o.session == r.session && r.account.is_none_or(|a| a == o.account) {
-                                hit.push((o.id, s));
+        let matches = |o: &Order| {
+            o.session == r.session
+                && r.account.is_none_or(|a| a == o.account)
+                && r.side.is_none_or(|s| s == o.side)
+        };
+        let mut hit: Vec<(OrderId, Slot)> = Vec::new();
+        match r.scope {
+            // Every working order rests in a book, and one book's are few: walk its queues.
+            MassCancelScope::Symbol => match self.books.get(usize::from(r.symbol.0)) {
+                None => report.reason = Some(RejectReason::UnknownSymbol),
+                Some(b) => {
+                    for side in [Side::Buy, Side::Sell] {
+                        for (_, _, _, head) in b.side(side).levels() {
+                            let mut s = head;
+                            while s != NIL {
+                                let o = &self.arena[s];
+                                if matches(o) {
+                                    hit.push((o.id, s));
+                                }
+                                s = o.next;
                             }
-                            s = o.next;
                         }
                     }
                 }
+            },
+            // All of them: one pass over the order store in memory order, which the hardware
+            // streams in; following every book's queues instead is a cache miss per order
+            // (37 ms against 2.0 ms for 300,000 orders, `benches/mass_cancel.rs`).
+            MassCancelScope::All => {
+                hit.extend(
+                    self.arena
+                        .iter()
+                        .filter(|(_, o)| matches(o))
+                        .map(|(s, o)| (o.id, s)),
+                );
             }
-            hit.sort_unstable();
-            let why = if r.on_disconnect {
-                CancelReason::Disconnect
-            } else {
-                CancelReason::MassCancel
-            };
-            for (_, slot) in hit {
-                self.cancel_unsolicited(slot, why, out);
-                report.canceled += 1;
-            }
+        }
+        hit.sort_unstable();
+        let why = if r.on_disconnect {
+            CancelReason::Disconnect
+        } else {
+            CancelReason::MassCancel
+        };
+        for (_, slot) in hit {
+            self.cancel_unsolicited(slot, why, out);
+            report.canceled += 1;
         }
         report.exec_id = self.next_exec();
         out.push(Event::MassCancel(report));
