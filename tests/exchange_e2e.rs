@@ -475,6 +475,92 @@ fn order_mass_cancel_cancels_the_sessions_orders_that_match_and_counts_them() {
     );
 }
 
+/// The ExecutionReports answering a mass status request: `n` of them.
+fn mass_status_answers(c: &mut FixClient, n: usize) -> Vec<Msg> {
+    (0..n).map(|_| er(c)).collect()
+}
+
+#[test]
+fn order_mass_status_reports_each_working_order_of_the_session() {
+    let ex = start_exchange(&temp_dir("mass_status"), None);
+    let mut c1 = client1(ex.port);
+    let mut c2 = client2(ex.port);
+    c1.limit("W1", "DEMO1", "AAPL", 2, 300, "191.00");
+    let w1 = er(&mut c1);
+    c1.limit("W2", "DEMO1", "MSFT", 1, 10, "410.00");
+    er(&mut c1);
+    c2.limit("W3", "DEMO2", "AAPL", 1, 100, "191.00");
+    er(&mut c2);
+    er(&mut c2);
+    er(&mut c1);
+    // All of CLIENT1's orders: W1 partly filled, W2 new; counted, the last marked.
+    c1.send("AF", &[(584, "MS1".into()), (585, "6".into())]);
+    let got = mass_status_answers(&mut c1, 2);
+    assert_fields(
+        &got[0],
+        &[
+            (150, "I"),
+            (39, "1"),
+            (11, "W1"),
+            (14, "100"),
+            (151, "200"),
+            (584, "MS1"),
+            (911, "2"),
+        ],
+    );
+    assert_eq!(got[0].req(37), w1.req(37));
+    assert_eq!(got[0].get(912), None);
+    assert_fields(
+        &got[1],
+        &[
+            (150, "I"),
+            (39, "0"),
+            (11, "W2"),
+            (584, "MS1"),
+            (911, "2"),
+            (912, "Y"),
+        ],
+    );
+    // One symbol, one side.
+    c1.send(
+        "AF",
+        &[
+            (584, "MS2".into()),
+            (585, "1".into()),
+            (55, "MSFT".into()),
+            (54, "1".into()),
+        ],
+    );
+    assert_fields(&er(&mut c1), &[(11, "W2"), (911, "1"), (912, "Y")]);
+    // None: one answer saying so. CLIENT2's filled order is not working.
+    c2.send("AF", &[(584, "MS3".into()), (585, "6".into())]);
+    assert_fields(
+        &er(&mut c2),
+        &[
+            (150, "I"),
+            (39, "8"),
+            (37, "NONE"),
+            (584, "MS3"),
+            (911, "0"),
+            (912, "Y"),
+        ],
+    );
+    // Refused before the engine: an account CLIENT1 may not trade.
+    c1.send(
+        "AF",
+        &[(584, "MS4".into()), (585, "6".into()), (1, "DEMO2".into())],
+    );
+    assert_fields(
+        &er(&mut c1),
+        &[(39, "8"), (584, "MS4"), (911, "0"), (912, "Y")],
+    );
+    // A request type the exchange does not support fails validation: a session Reject.
+    c1.send("AF", &[(584, "MS5".into()), (585, "8".into())]);
+    assert_fields(&c1.expect("3"), &[(371, "585"), (373, "5")]);
+    c1.logout();
+    c2.logout();
+}
+
 /// The ClOrdIDs of the cancels (ExecType 4) that arrive within `wait`, with their Text.
 fn cancels(c: &mut FixClient, wait: Duration) -> Vec<(String, String)> {
     let mut out = Vec::new();

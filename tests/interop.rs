@@ -149,6 +149,16 @@ fn quickfix_clients_trade_cancel_and_replace_on_fix44_and_fixt11() {
                 }
                 f
             };
+            // Order mass status: Q4 as it stands; none for CLIENT2.
+            a.send("AF", &[(584, "QS1".into()), (585, "6".into())])
+                .unwrap();
+            assert_fields(
+                &expect(a, "8"),
+                &[(150, "I"), (11, "Q4"), (584, "QS1"), (911, "1"), (912, "Y")],
+            );
+            b.send("AF", &[(584, "QS2".into()), (585, "6".into())])
+                .unwrap();
+            assert_fields(&expect(b, "8"), &[(150, "I"), (39, "8"), (911, "0")]);
             a.send("q", &mass("QM1", "1")).unwrap();
             assert_fields(&expect(a, "8"), &[(150, "4"), (11, "Q4")]);
             assert_fields(&expect(a, "r"), &[(11, "QM1"), (531, "1"), (533, "1")]);

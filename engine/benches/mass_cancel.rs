@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use engine::command::{
-    Asset, Command, MassCancelRequest, MassCancelScope, NewOrder, OpenTrading, Transfer,
+    Asset, Command, MassCancelRequest, MassScope, NewOrder, OpenTrading, Transfer,
 };
 use engine::{
     AccountId, ClOrdId, Engine, EngineConfig, Event, OrdType, SessionId, Side, SymbolId,
@@ -79,7 +79,7 @@ impl Book {
         );
     }
 
-    fn mass_cancel(&mut self, session: u32, scope: MassCancelScope, symbol: u16) -> u32 {
+    fn mass_cancel(&mut self, session: u32, scope: MassScope, symbol: u16) -> u32 {
         let cmd = Command::MassCancel(MassCancelRequest {
             session: SessionId(session),
             account: None,
@@ -138,10 +138,7 @@ fn bench(c: &mut Criterion) {
     let mut b = loaded();
     let mut g = c.benchmark_group("mass_cancel");
     g.sample_size(20);
-    for (name, scope) in [
-        ("all", MassCancelScope::All),
-        ("symbol", MassCancelScope::Symbol),
-    ] {
+    for (name, scope) in [("all", MassScope::All), ("symbol", MassScope::Symbol)] {
         let mut next = 0u32;
         g.bench_function(name, |bench| {
             bench.iter_custom(|iters| {
@@ -156,8 +153,8 @@ fn bench(c: &mut Criterion) {
                     // The same number of orders back, at new places in the book.
                     for i in 0..n {
                         let sym = match scope {
-                            MassCancelScope::All => (i % u32::from(b.symbols)) as u16,
-                            MassCancelScope::Symbol => symbol,
+                            MassScope::All => (i % u32::from(b.symbols)) as u16,
+                            MassScope::Symbol => symbol,
                         };
                         b.place(session, sym);
                     }

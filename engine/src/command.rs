@@ -245,22 +245,23 @@ layout!(
     } == 99
 );
 
-/// What an order mass cancel covers (FIX MassCancelRequestType, 530).
+/// What an order mass cancel or mass status request covers (FIX MassCancelRequestType, 530,
+/// whose codes the wire uses; MassStatusReqType, 585, says "all orders" with 6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
-pub enum MassCancelScope {
+pub enum MassScope {
     /// The orders in one instrument (530=1).
     Symbol = 1,
     /// All orders (530=7).
     All = 7,
 }
 
-impl MassCancelScope {
+impl MassScope {
     /// Decodes the wire value (the FIX code).
-    pub fn from_u8(v: u8) -> Option<MassCancelScope> {
+    pub fn from_u8(v: u8) -> Option<MassScope> {
         match v {
-            1 => Some(MassCancelScope::Symbol),
-            7 => Some(MassCancelScope::All),
+            1 => Some(MassScope::Symbol),
+            7 => Some(MassScope::All),
             _ => None,
         }
     }
@@ -277,8 +278,8 @@ pub struct MassCancelRequest {
     /// The request's ClOrdID, echoed in the answer.
     pub cl_ord_id: ClOrdId,
     /// One instrument or all.
-    pub scope: MassCancelScope,
-    /// The instrument when `scope` is [`MassCancelScope::Symbol`].
+    pub scope: MassScope,
+    /// The instrument when `scope` is [`MassScope::Symbol`].
     pub symbol: SymbolId,
     /// Only this side's orders, or both.
     pub side: Option<Side>,
@@ -291,11 +292,39 @@ layout!(
         session: SessionId,
         account: Option<AccountId>,
         cl_ord_id: ClOrdId,
-        scope: MassCancelScope,
+        scope: MassScope,
         symbol: SymbolId,
         side: Option<Side>,
         on_disconnect: bool
     } == 54
+);
+
+/// An order mass status request (FIX OrderMassStatusRequest): the session's working orders that
+/// match, each reported as it stands; changes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MassStatusRequest {
+    /// Session asking; only its own orders are shown.
+    pub session: SessionId,
+    /// Only this account's orders, or every account's the session trades for.
+    pub account: Option<AccountId>,
+    /// The client's MassStatusReqID, echoed on every answer.
+    pub req_id: ClOrdId,
+    /// One instrument or all.
+    pub scope: MassScope,
+    /// The instrument when `scope` is [`MassScope::Symbol`].
+    pub symbol: SymbolId,
+    /// Only this side's orders, or both.
+    pub side: Option<Side>,
+}
+layout!(
+    MassStatusRequest {
+        session: SessionId,
+        account: Option<AccountId>,
+        req_id: ClOrdId,
+        scope: MassScope,
+        symbol: SymbolId,
+        side: Option<Side>
+    } == 53
 );
 
 /// An input of the engine.
@@ -329,6 +358,8 @@ pub enum Command {
     Status(StatusRequest),
     /// Cancel a set of the session's working orders.
     MassCancel(MassCancelRequest),
+    /// Report a set of the session's working orders.
+    MassStatus(MassStatusRequest),
 }
 
 const fn max(a: usize, b: usize) -> usize {
@@ -345,7 +376,10 @@ pub const MAX_COMMAND_LEN: usize = 2 + max(
         max(OpenTrading::LEN, CloseTrading::LEN),
         max(
             max(Refused::LEN, RefusedCancel::LEN),
-            max(StatusRequest::LEN, MassCancelRequest::LEN),
+            max(
+                StatusRequest::LEN,
+                max(MassCancelRequest::LEN, MassStatusRequest::LEN),
+            ),
         ),
     ),
 );
@@ -366,6 +400,7 @@ impl Command {
             Command::ResentOrder(_) => 10,
             Command::Status(_) => 11,
             Command::MassCancel(_) => 12,
+            Command::MassStatus(_) => 13,
         }
     }
 
@@ -382,6 +417,7 @@ impl Command {
             Command::RefuseCancel(_) => RefusedCancel::LEN,
             Command::Status(_) => StatusRequest::LEN,
             Command::MassCancel(_) => MassCancelRequest::LEN,
+            Command::MassStatus(_) => MassStatusRequest::LEN,
         }
     }
 
@@ -403,6 +439,7 @@ impl Command {
             Command::RefuseCancel(c) => c.write(&mut w),
             Command::Status(c) => c.write(&mut w),
             Command::MassCancel(c) => c.write(&mut w),
+            Command::MassStatus(c) => c.write(&mut w),
         }
         assert_eq!(w.position(), len);
         len
@@ -428,6 +465,7 @@ impl Command {
             10 => Command::ResentOrder(NewOrder::read(&mut r)?),
             11 => Command::Status(StatusRequest::read(&mut r)?),
             12 => Command::MassCancel(MassCancelRequest::read(&mut r)?),
+            13 => Command::MassStatus(MassStatusRequest::read(&mut r)?),
             k => return Err(DecodeError::Kind(k)),
         };
         Ok((cmd, r.position()))
@@ -476,12 +514,8 @@ mod tests {
     fn a_mass_cancel_round_trips_with_and_without_its_filters() {
         let mut buf = [0u8; MAX_COMMAND_LEN];
         for (account, side, scope) in [
-            (None, None, MassCancelScope::All),
-            (
-                Some(AccountId(0)),
-                Some(Side::Sell),
-                MassCancelScope::Symbol,
-            ),
+            (None, None, MassScope::All),
+            (Some(AccountId(0)), Some(Side::Sell), MassScope::Symbol),
         ] {
             let c = Command::MassCancel(MassCancelRequest {
                 session: SessionId(3),
@@ -503,7 +537,7 @@ mod tests {
         assert_eq!(
             Command::decode(&buf[..56]),
             Err(DecodeError::Field {
-                field: "mass_cancel_scope",
+                field: "mass_scope",
                 value: 2
             })
         );

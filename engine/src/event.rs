@@ -4,7 +4,7 @@
 //! ClOrdIDs), so execution reports, drop copies and the reporting database are projections of
 //! the event stream alone.
 
-use crate::command::{Asset, MassCancelRequest};
+use crate::command::{Asset, MassCancelRequest, MassStatusRequest};
 use crate::reject::{CancelReason, RejectReason};
 use crate::types::{
     AccountId, ClOrdId, OrdStatus, OrdType, OrderId, Price, Qty, SessionId, Side, SymbolId,
@@ -331,6 +331,29 @@ layout!(
     } == 68
 );
 
+/// One answer to an order mass status request: a working order as it stands, with the count
+/// of answers and whether it is the last; when no order matches, a single answer saying so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MassStatusReport {
+    /// The request.
+    pub request: MassStatusRequest,
+    /// The order (its current status and quantities); when none matched, status Rejected, no
+    /// order id, and the request's session.
+    pub order: OrderView,
+    /// Answers to the request in all; 0 when no order matched.
+    pub total: u32,
+    /// Whether this is the request's last answer.
+    pub last: bool,
+}
+layout!(
+    MassStatusReport {
+        request: MassStatusRequest,
+        order: OrderView,
+        total: u32,
+        last: bool
+    } == 168
+);
+
 /// A Day order expired at the close (ExecType Expired).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Expired {
@@ -395,6 +418,8 @@ pub enum Event {
     Status(StatusReport),
     /// The answer to an order mass cancel.
     MassCancel(MassCancelReport),
+    /// One answer to an order mass status request.
+    MassStatus(MassStatusReport),
 }
 
 const fn max(a: usize, b: usize) -> usize {
@@ -413,7 +438,10 @@ pub const MAX_EVENT_LEN: usize = 2 + max(
             max(Expired::LEN, TradingStatus::LEN),
             max(
                 TransferDone::LEN,
-                max(StatusReport::LEN, MassCancelReport::LEN),
+                max(
+                    StatusReport::LEN,
+                    max(MassCancelReport::LEN, MassStatusReport::LEN),
+                ),
             ),
         ),
     ),
@@ -434,6 +462,7 @@ impl Event {
             Event::Transfer(_) => 9,
             Event::Status(_) => 10,
             Event::MassCancel(_) => 11,
+            Event::MassStatus(_) => 12,
         }
     }
 
@@ -451,6 +480,7 @@ impl Event {
             Event::Transfer(_) => TransferDone::LEN,
             Event::Status(_) => StatusReport::LEN,
             Event::MassCancel(_) => MassCancelReport::LEN,
+            Event::MassStatus(_) => MassStatusReport::LEN,
         }
     }
 
@@ -472,6 +502,7 @@ impl Event {
             Event::Transfer(e) => e.write(&mut w),
             Event::Status(e) => e.write(&mut w),
             Event::MassCancel(e) => e.write(&mut w),
+            Event::MassStatus(e) => e.write(&mut w),
         }
         assert_eq!(w.position(), len);
         len
@@ -496,6 +527,7 @@ impl Event {
             9 => Event::Transfer(TransferDone::read(&mut r)?),
             10 => Event::Status(StatusReport::read(&mut r)?),
             11 => Event::MassCancel(MassCancelReport::read(&mut r)?),
+            12 => Event::MassStatus(MassStatusReport::read(&mut r)?),
             k => return Err(DecodeError::Kind(k)),
         };
         Ok((e, r.position()))
@@ -512,6 +544,7 @@ impl Event {
             Event::Expired(e) => Some(e.order.session),
             Event::Status(e) => Some(e.order.session),
             Event::MassCancel(e) => Some(e.request.session),
+            Event::MassStatus(e) => Some(e.request.session),
             Event::Trade(_) | Event::TradingStatus(_) | Event::Transfer(_) => None,
         }
     }

@@ -24,8 +24,8 @@ pub mod types;
 pub mod wire;
 
 pub use command::{
-    Asset, CancelOrder, CloseTrading, Command, MassCancelRequest, MassCancelScope, NewOrder,
-    OpenTrading, ReplaceOrder, Transfer,
+    Asset, CancelOrder, CloseTrading, Command, MassCancelRequest, MassScope, MassStatusRequest,
+    NewOrder, OpenTrading, ReplaceOrder, Transfer,
 };
 pub use config::{EngineConfig, Instrument, StpMode};
 pub use event::Event;

@@ -224,7 +224,7 @@ enum_field!(
     crate::types::TimeInForce => "time_in_force",
     crate::types::OrdStatus => "ord_status",
     crate::reject::CancelReason => "cancel_reason",
-    crate::command::MassCancelScope => "mass_cancel_scope"
+    crate::command::MassScope => "mass_scope"
 );
 
 /// Absent as 0, else the side's code.

@@ -9,13 +9,13 @@
 use std::collections::BTreeMap;
 
 use engine::command::{
-    Asset, CancelOrder, CloseTrading, Command, MassCancelRequest, MassCancelScope, NewOrder,
-    OpenTrading, ReplaceOrder, StatusRequest, Transfer,
+    Asset, CancelOrder, CloseTrading, Command, MassCancelRequest, MassScope, MassStatusRequest,
+    NewOrder, OpenTrading, ReplaceOrder, StatusRequest, Transfer,
 };
 use engine::config::EngineConfig;
 use engine::event::{
-    Accepted, CancelRejected, Canceled, Event, Expired, Fill, MassCancelReport, OrderView,
-    Rejected, Replaced, StatusReport, Trade, TradingStatus, TransferDone,
+    Accepted, CancelRejected, Canceled, Event, Expired, Fill, MassCancelReport, MassStatusReport,
+    OrderView, Rejected, Replaced, StatusReport, Trade, TradingStatus, TransferDone,
 };
 use engine::{
     AccountId, CancelReason, ClOrdId, Engine, OrdStatus, OrdType, OrderId, Price, Qty,
@@ -69,6 +69,35 @@ struct Model {
     next_exec: u64,
     next_trade: u64,
     next_prio: u64,
+}
+
+/// A status answer's view when there is no order to show: status Rejected, the request's
+/// fields, the order id and ClOrdID given.
+fn nothing(
+    session: SessionId,
+    account: AccountId,
+    symbol: SymbolId,
+    side: Side,
+    (order_id, cl_ord_id): (OrderId, ClOrdId),
+    exec_id: u64,
+) -> OrderView {
+    OrderView {
+        order_id,
+        session,
+        account,
+        symbol,
+        side,
+        ord_type: OrdType::Limit,
+        tif: TimeInForce::Day,
+        status: OrdStatus::Rejected,
+        price: 0,
+        qty: 0,
+        cum_qty: 0,
+        leaves_qty: 0,
+        cum_cost: 0,
+        cl_ord_id,
+        exec_id,
+    }
 }
 
 fn view(o: &MOrder, status: OrdStatus, cl: ClOrdId, exec_id: u64) -> OrderView {
@@ -206,31 +235,44 @@ impl Model {
             Command::RefuseCancel(r) => self.refused_cancel(r, &mut out),
             Command::Status(r) => self.status(r, &mut out),
             Command::MassCancel(r) => self.mass_cancel(r, &mut out),
+            Command::MassStatus(r) => self.mass_status(r, &mut out),
         }
         out
+    }
+
+    /// The ids of the session's live orders a mass request covers, oldest first.
+    fn covered(
+        &self,
+        session: SessionId,
+        account: Option<AccountId>,
+        scope: MassScope,
+        symbol: SymbolId,
+        side: Option<Side>,
+    ) -> Vec<OrderId> {
+        let mut ids: Vec<OrderId> = self
+            .orders
+            .iter()
+            .filter(|o| {
+                o.session == session
+                    && account.is_none_or(|a| a == o.account)
+                    && (scope == MassScope::All || o.symbol == symbol)
+                    && side.is_none_or(|s| s == o.side)
+            })
+            .map(|o| o.id)
+            .collect();
+        ids.sort();
+        ids
     }
 
     /// A mass cancel: the session's live orders that match, oldest order id first, then the
     /// count; an unknown instrument cancels nothing.
     fn mass_cancel(&mut self, r: &MassCancelRequest, out: &mut Vec<Event>) {
         let known =
-            r.scope == MassCancelScope::All || usize::from(r.symbol.0) < self.cfg.instruments.len();
+            r.scope == MassScope::All || usize::from(r.symbol.0) < self.cfg.instruments.len();
         let mut canceled = 0;
         if known {
-            loop {
-                let next = self
-                    .orders
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, o)| {
-                        o.session == r.session
-                            && r.account.is_none_or(|a| a == o.account)
-                            && (r.scope == MassCancelScope::All || o.symbol == r.symbol)
-                            && r.side.is_none_or(|s| s == o.side)
-                    })
-                    .min_by_key(|(_, o)| o.id)
-                    .map(|(i, _)| i);
-                let Some(i) = next else { break };
+            for id in self.covered(r.session, r.account, r.scope, r.symbol, r.side) {
+                let i = self.orders.iter().position(|o| o.id == id).expect("live");
                 let why = if r.on_disconnect {
                     CancelReason::Disconnect
                 } else {
@@ -249,6 +291,41 @@ impl Model {
         }));
     }
 
+    /// A mass status request: the session's live orders that match, oldest order id first,
+    /// each as it stands with the count and the last marked; none (or an unknown instrument):
+    /// one answer with status Rejected.
+    fn mass_status(&mut self, r: &MassStatusRequest, out: &mut Vec<Event>) {
+        let hit = self.covered(r.session, r.account, r.scope, r.symbol, r.side);
+        if hit.is_empty() {
+            let exec_id = self.exec();
+            let order = nothing(
+                r.session,
+                r.account.unwrap_or(AccountId(0)),
+                r.symbol,
+                r.side.unwrap_or(Side::Buy),
+                (OrderId(0), ClOrdId::EMPTY),
+                exec_id,
+            );
+            out.push(Event::MassStatus(MassStatusReport {
+                request: *r,
+                order,
+                total: 0,
+                last: true,
+            }));
+            return;
+        }
+        for (n, id) in hit.iter().enumerate() {
+            let exec_id = self.exec();
+            let o = self.orders.iter().find(|o| o.id == *id).expect("live");
+            out.push(Event::MassStatus(MassStatusReport {
+                request: *r,
+                order: view(o, status_of(o), o.cl_ord_id, exec_id),
+                total: hit.len() as u32,
+                last: n + 1 == hit.len(),
+            }));
+        }
+    }
+
     /// A status request: the session's own order as it stands, else the request with status
     /// Rejected and why; nothing recorded but the execution id.
     fn status(&mut self, r: &StatusRequest, out: &mut Vec<Event>) {
@@ -264,23 +341,14 @@ impl Model {
                 (view(o, status_of(o), o.cl_ord_id, exec_id), None)
             }
             Err((reason, order_id)) => (
-                OrderView {
-                    order_id,
-                    session: r.session,
-                    account: r.account,
-                    symbol: r.symbol,
-                    side: r.side,
-                    ord_type: OrdType::Limit,
-                    tif: TimeInForce::Day,
-                    status: OrdStatus::Rejected,
-                    price: 0,
-                    qty: 0,
-                    cum_qty: 0,
-                    leaves_qty: 0,
-                    cum_cost: 0,
-                    cl_ord_id: r.cl_ord_id,
+                nothing(
+                    r.session,
+                    r.account,
+                    r.symbol,
+                    r.side,
+                    (order_id, r.cl_ord_id),
                     exec_id,
-                },
+                ),
                 Some(reason),
             ),
         };
@@ -1116,13 +1184,35 @@ fn arb_command() -> impl Strategy<Value = Command> {
                 account: by_account.then_some(AccountId(a)),
                 cl_ord_id: cl(c),
                 scope: if all {
-                    MassCancelScope::All
+                    MassScope::All
                 } else {
-                    MassCancelScope::Symbol
+                    MassScope::Symbol
                 },
                 symbol: SymbolId(s),
                 side,
                 on_disconnect: origin == 0,
+            })
+        });
+    let mass_status = (
+        acct.clone(),
+        0u16..150,
+        any::<bool>(),
+        sym.clone(),
+        prop_oneof![Just(None), Just(Some(Side::Buy)), Just(Some(Side::Sell))],
+        any::<bool>(),
+    )
+        .prop_map(|(a, c, all, s, side, by_account)| {
+            Command::MassStatus(MassStatusRequest {
+                session: SessionId(a % 4),
+                account: by_account.then_some(AccountId(a)),
+                req_id: cl(c),
+                scope: if all {
+                    MassScope::All
+                } else {
+                    MassScope::Symbol
+                },
+                symbol: SymbolId(s),
+                side,
             })
         });
     let transfer = (
@@ -1173,6 +1263,7 @@ fn arb_command() -> impl Strategy<Value = Command> {
         1 => refused,
         1 => status,
         1 => mass_cancel,
+        1 => mass_status,
     ]
 }
 
@@ -1191,6 +1282,7 @@ fn normalize(e: &Event) -> Event {
         }
         Event::CancelRejected(x) => x.order_id = n(x.order_id),
         Event::Status(x) => x.order.order_id = n(x.order.order_id),
+        Event::MassStatus(x) => x.order.order_id = n(x.order.order_id),
         Event::Rejected(_)
         | Event::TradingStatus(_)
         | Event::Transfer(_)

@@ -10,7 +10,8 @@
 //! - Commands: `open DAY`, `close`, `deposit ACCT cash|SYM AMOUNT`, `withdraw ...`,
 //!   `buy|sell ACCT CLID SYM QTY @PRICE|mkt [day|gtc|ioc|fok]`, `cancel ACCT CLID ORIG|#ORDERID`,
 //!   `replace ACCT CLID ORIG QTY @PRICE`, `status ACCT CLID|#ORDERID`,
-//!   `mass-cancel ACCT CLID all|SYM [buy|sell]`, `disconnect ACCT` (cancel on disconnect).
+//!   `mass-cancel ACCT CLID all|SYM [buy|sell]`, `mass-status ACCT REQID all|SYM [buy|sell]`,
+//!   `disconnect ACCT` (cancel on disconnect).
 //!   Accounts are letters (A is account 0, session 0).
 //! - `> event` lines after a command list exactly the events it must produce, in order.
 //! - Checks: `? book SYM bids|asks P:Q,P:Q` (levels best first, `-` for empty),
@@ -22,8 +23,8 @@ use std::fmt::Write as _;
 use std::str::FromStr;
 
 use engine::command::{
-    Asset, CancelOrder, CloseTrading, Command, MassCancelRequest, MassCancelScope, NewOrder,
-    OpenTrading, ReplaceOrder, StatusRequest, Transfer,
+    Asset, CancelOrder, CloseTrading, Command, MassCancelRequest, MassScope, MassStatusRequest,
+    NewOrder, OpenTrading, ReplaceOrder, StatusRequest, Transfer,
 };
 use engine::config::{EngineConfig, decimal_to_units, units_to_decimal};
 use engine::event::Event;
@@ -113,6 +114,21 @@ fn render(e: &Event, syms: &[String]) -> String {
                 ),
                 Some(r) => format!("status {} {}", o.cl_ord_id, r.name()),
             }
+        }
+        Event::MassStatus(m) if m.total == 0 => format!("mass-status {} none", m.request.req_id),
+        Event::MassStatus(m) => {
+            let o = &m.order;
+            format!(
+                "mass-status {} {} #{} {:?} cum={} leaves={} of={}{}",
+                m.request.req_id,
+                o.cl_ord_id,
+                o.order_id.sequence(),
+                o.status,
+                o.cum_qty,
+                o.leaves_qty,
+                m.total,
+                if m.last { " last" } else { "" }
+            )
         }
         Event::MassCancel(m) => match m.reason {
             None => format!("mass-canceled {} n={}", m.request.cl_ord_id, m.canceled),
@@ -291,6 +307,20 @@ impl Runner {
         }
     }
 
+    /// `all|SYM [buy|sell]` of a mass request.
+    fn mass_scope(&self, w: &[&str]) -> (MassScope, SymbolId, Option<Side>) {
+        let (scope, symbol) = match w[0] {
+            "all" => (MassScope::All, SymbolId(0)),
+            sym => (MassScope::Symbol, self.symbol(sym)),
+        };
+        let side = w.get(1).map(|s| match *s {
+            "buy" => Side::Buy,
+            "sell" => Side::Sell,
+            other => panic!("unknown side {other}"),
+        });
+        (scope, symbol, side)
+    }
+
     fn command(&mut self, line: &str) -> Command {
         let w: Vec<&str> = line.split_whitespace().collect();
         match w[0] {
@@ -375,15 +405,7 @@ impl Runner {
             }
             "mass-cancel" => {
                 let a = account(w[1]);
-                let (scope, symbol) = match w[3] {
-                    "all" => (MassCancelScope::All, SymbolId(0)),
-                    sym => (MassCancelScope::Symbol, self.symbol(sym)),
-                };
-                let side = w.get(4).map(|s| match *s {
-                    "buy" => Side::Buy,
-                    "sell" => Side::Sell,
-                    other => panic!("unknown side {other}"),
-                });
+                let (scope, symbol, side) = self.mass_scope(&w[3..]);
                 Command::MassCancel(MassCancelRequest {
                     session: SessionId(a.0),
                     account: None,
@@ -394,6 +416,19 @@ impl Runner {
                     on_disconnect: false,
                 })
             }
+            "mass-status" => {
+                // mass-status ACCOUNT REQID all|SYM [buy|sell]
+                let a = account(w[1]);
+                let (scope, symbol, side) = self.mass_scope(&w[3..]);
+                Command::MassStatus(MassStatusRequest {
+                    session: SessionId(a.0),
+                    account: None,
+                    req_id: ClOrdId::new(w[2]).unwrap(),
+                    scope,
+                    symbol,
+                    side,
+                })
+            }
             "disconnect" => {
                 // The gateway's cancel on disconnect for the account's session.
                 let a = account(w[1]);
@@ -401,7 +436,7 @@ impl Runner {
                     session: SessionId(a.0),
                     account: None,
                     cl_ord_id: ClOrdId::EMPTY,
-                    scope: MassCancelScope::All,
+                    scope: MassScope::All,
                     symbol: SymbolId(0),
                     side: None,
                     on_disconnect: true,

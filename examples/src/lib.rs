@@ -460,6 +460,7 @@ pub fn describe(m: &FixMsg) -> String {
                 "8" => "rejected",
                 "C" => "expired",
                 "F" => "trade",
+                "I" => "status",
                 other => other,
             };
             let side = if g(54) == "1" { "buy" } else { "sell" };

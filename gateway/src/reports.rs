@@ -3,8 +3,8 @@
 //! Pure functions of an event, its sequencer timestamp and the names of accounts and symbols,
 //! so a report rendered at replay is byte for byte the report rendered live.
 
-use engine::command::MassCancelScope;
-use engine::event::{Fill, MassCancelReport, OrderView, StatusReport};
+use engine::command::MassScope;
+use engine::event::{Fill, MassCancelReport, MassStatusReport, OrderView, StatusReport};
 use engine::types::{
     AccountId, OrdStatus, OrdType, OrderId, PRICE_SCALE, SessionId, Side, TimeInForce,
 };
@@ -56,6 +56,10 @@ pub mod tag {
     pub const MASS_CANCEL_RESPONSE: Tag = 531;
     pub const MASS_CANCEL_REJECT_REASON: Tag = 532;
     pub const TOTAL_AFFECTED_ORDERS: Tag = 533;
+    pub const MASS_STATUS_REQ_ID: Tag = 584;
+    pub const MASS_STATUS_REQ_TYPE: Tag = 585;
+    pub const TOT_NUM_REPORTS: Tag = 911;
+    pub const LAST_RPT_REQUESTED: Tag = 912;
 }
 
 /// Decimal places of a price unit.
@@ -241,6 +245,7 @@ pub fn render(event: &Event, timestamp_ns: i64, names: &Names, out: &mut Vec<Rep
         // Cancel on disconnect: the cancels speak for themselves; nobody asked for a report.
         Event::MassCancel(m) if m.request.on_disconnect => {}
         Event::MassCancel(m) => out.push(mass_cancel_report(m, &time, names)),
+        Event::MassStatus(m) => out.push(mass_status_report(m, &time, names)),
         // The order was received before and has had its answers: nothing to say again.
         Event::Rejected(e) if e.reason == RejectReason::ResentDuplicate => {}
         Event::Rejected(e) => {
@@ -348,7 +353,7 @@ fn mass_cancel_report(m: &MassCancelReport, time: &[u8], names: &Names) -> Repor
     if let Some(a) = r.account {
         f.put(tag::ACCOUNT, names.account(a.0));
     }
-    if r.scope == MassCancelScope::Symbol {
+    if r.scope == MassScope::Symbol {
         f.put(tag::SYMBOL, names.symbol(r.symbol.0));
     }
     if let Some(s) = r.side {
@@ -364,6 +369,78 @@ fn mass_cancel_report(m: &MassCancelReport, time: &[u8], names: &Names) -> Repor
         msg: outgoing(b"r", f),
         drop_copy: false,
     }
+}
+
+/// An ExecutionReport (ExecType I) answering an order mass status request: one working order
+/// as it stands, with MassStatusReqID (584), TotNumReports (911) and, on the last,
+/// LastRptRequested (912) = Y; when no order matched, a single one with OrdStatus Rejected and
+/// no order. Not drop-copied.
+fn mass_status_report(m: &MassStatusReport, time: &[u8], names: &Names) -> Report {
+    let (r, o) = (&m.request, &m.order);
+    let mut f = if m.total > 0 {
+        order_fields(o, b"I", None, time, names)
+    } else {
+        let mut f = no_order_fields(&o.exec_id.to_string(), time);
+        if let Some(a) = r.account {
+            f.put(tag::ACCOUNT, names.account(a.0));
+        }
+        match r.scope {
+            MassScope::Symbol => f.put(tag::SYMBOL, names.symbol(r.symbol.0)),
+            MassScope::All => f.put(tag::SYMBOL, "NA"),
+        };
+        f.put(tag::SIDE, side(r.side.unwrap_or(Side::Buy)))
+            .put(tag::TEXT, "no working order matches the request");
+        f
+    };
+    f.put(tag::MASS_STATUS_REQ_ID, r.req_id.as_bytes())
+        .num(tag::TOT_NUM_REPORTS, u64::from(m.total));
+    if m.last {
+        f.put(tag::LAST_RPT_REQUESTED, "Y");
+    }
+    Report {
+        session: r.session,
+        account: o.account,
+        msg: outgoing(b"8", f),
+        drop_copy: false,
+    }
+}
+
+/// The fields of an ExecutionReport (ExecType I, OrdStatus Rejected) that shows no order.
+fn no_order_fields(exec_id: &str, time: &[u8]) -> Fields {
+    let mut f = Fields::with_capacity(16);
+    f.put(tag::ORDER_ID, "NONE")
+        .put(tag::EXEC_ID, exec_id)
+        .put(tag::EXEC_TYPE, "I")
+        .put(tag::ORD_STATUS, "8")
+        .put(tag::LEAVES_QTY, "0")
+        .put(tag::CUM_QTY, "0")
+        .put(tag::AVG_PX, "0")
+        .put(tag::TRANSACT_TIME, time);
+    f
+}
+
+/// An ExecutionReport answering an order mass status request refused before the engine
+/// (rate limit, entitlement, unknown symbol): ExecType I, OrdStatus Rejected, no order, the
+/// request's fields echoed, TotNumReports 0 and LastRptRequested Y.
+pub fn gateway_mass_status_reject(
+    msg: &Message<'_>,
+    exec_id: &str,
+    text: &str,
+    time_ns: i64,
+) -> Outgoing {
+    let mut f = no_order_fields(exec_id, &format_utc_nanos(time_ns));
+    if let Some(a) = msg.get(tag::ACCOUNT) {
+        f.put(tag::ACCOUNT, a);
+    }
+    f.put(tag::SYMBOL, msg.get(tag::SYMBOL).unwrap_or(b"NA"))
+        .put(tag::SIDE, msg.get(tag::SIDE).unwrap_or(b"1"));
+    if let Some(id) = msg.get(tag::MASS_STATUS_REQ_ID) {
+        f.put(tag::MASS_STATUS_REQ_ID, id);
+    }
+    f.put(tag::TOT_NUM_REPORTS, "0")
+        .put(tag::LAST_RPT_REQUESTED, "Y")
+        .put(tag::TEXT, text);
+    outgoing(b"8", f)
 }
 
 /// An OrderMassCancelReport (r) refusing a request before it reached the engine (rate limit,

@@ -746,7 +746,8 @@ impl Feed {
             | Event::CancelRejected(_)
             | Event::Transfer(_)
             | Event::Status(_)
-            | Event::MassCancel(_) => {}
+            | Event::MassCancel(_)
+            | Event::MassStatus(_) => {}
         }
     }
 

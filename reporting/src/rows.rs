@@ -266,7 +266,10 @@ impl Rows {
             }),
             // Nothing changed: a status answer only restates an order; a mass cancel's answer
             // only counts the cancels, each stored above with its reason.
-            Event::TradingStatus(_) | Event::Status(_) | Event::MassCancel(_) => {}
+            Event::TradingStatus(_)
+            | Event::Status(_)
+            | Event::MassCancel(_)
+            | Event::MassStatus(_) => {}
         }
     }
 }

@@ -11,6 +11,8 @@
 //! > replace 1234-1 50 190.05    new quantity and price
 //! > cancelall AAPL              mass cancel: every working order in AAPL (all of them without
 //! >                             a symbol), for the trader's account
+//! > orders                      mass status: every working order as it stands (or `orders
+//! >                             AAPL`)
 //! ```
 
 use std::io::{BufRead, Write};
@@ -64,6 +66,8 @@ enum Cmd {
     Replace(String, u64, String),
     /// OrderMassCancelRequest: one symbol's orders, or all.
     CancelAll(Option<String>),
+    /// OrderMassStatusRequest: one symbol's orders, or all.
+    Orders(Option<String>),
 }
 
 fn parse(line: &str) -> Result<Cmd, String> {
@@ -90,7 +94,9 @@ fn parse(line: &str) -> Result<Cmd, String> {
         ["replace", id, q, price] => Ok(Cmd::Replace(id.to_string(), qty(q)?, price.to_string())),
         ["cancelall"] => Ok(Cmd::CancelAll(None)),
         ["cancelall", symbol] => Ok(Cmd::CancelAll(Some(symbol.to_uppercase()))),
-        _ => Err("expected: buy|sell SYMBOL QTY PRICE|market [day|gtc|ioc|fok], cancel CLORDID, replace CLORDID QTY PRICE, cancelall [SYMBOL]".into()),
+        ["orders"] => Ok(Cmd::Orders(None)),
+        ["orders", symbol] => Ok(Cmd::Orders(Some(symbol.to_uppercase()))),
+        _ => Err("expected: buy|sell SYMBOL QTY PRICE|market [day|gtc|ioc|fok], cancel CLORDID, replace CLORDID QTY PRICE, cancelall [SYMBOL], orders [SYMBOL]".into()),
     }
 }
 
@@ -107,6 +113,14 @@ fn now() -> String {
 fn execute(c: &mut Client, book: &mut Book, account: &str, cmd: Cmd) -> Result<String, String> {
     let cl = c.cl_ord_id();
     let sent = match cmd {
+        Cmd::Orders(symbol) => {
+            let mut f = vec![(584, cl.clone()), (1, account.to_string())];
+            match symbol {
+                Some(s) => f.extend([(585, "1".to_string()), (55, s)]),
+                None => f.push((585, "6".to_string())),
+            }
+            c.send("AF", &f)
+        }
         Cmd::CancelAll(symbol) => {
             let mut f = vec![(11, cl.clone()), (1, account.to_string()), (60, now())];
             match symbol {
@@ -259,6 +273,7 @@ mod tests {
             Ok(Cmd::Replace("X".into(), 10, "1.5".into()))
         );
         assert_eq!(parse("cancelall"), Ok(Cmd::CancelAll(None)));
+        assert_eq!(parse("orders aapl"), Ok(Cmd::Orders(Some("AAPL".into()))));
         assert_eq!(
             parse("cancelall msft"),
             Ok(Cmd::CancelAll(Some("MSFT".into())))

@@ -240,6 +240,7 @@ fn answers(e: &Event) -> [Option<(SessionId, ClOrdId)>; 2] {
         ],
         Event::Status(x) => [o(&x.order), None],
         Event::MassCancel(x) => [Some((x.request.session, x.request.cl_ord_id)), None],
+        Event::MassStatus(_) => [None, None],
         Event::TradingStatus(_) | Event::Transfer(_) => [None, None],
     }
 }

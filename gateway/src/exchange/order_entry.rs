@@ -15,7 +15,7 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Instant;
 
 use engine::command::{
-    CancelOrder, MassCancelRequest, MassCancelScope, NewOrder, Refused, RefusedCancel,
+    CancelOrder, MassCancelRequest, MassScope, MassStatusRequest, NewOrder, Refused, RefusedCancel,
     ReplaceOrder, StatusRequest,
 };
 use engine::config::decimal_to_units;
@@ -29,8 +29,8 @@ use super::market_data::{self, MdInput};
 use crate::codec::{Message, Tag};
 use crate::config::Role;
 use crate::reports::{
-    RefusedRequest, gateway_cancel_reject, gateway_mass_cancel_reject, gateway_reject,
-    gateway_status_reject, tag,
+    RefusedRequest, gateway_cancel_reject, gateway_mass_cancel_reject, gateway_mass_status_reject,
+    gateway_reject, gateway_status_reject, tag,
 };
 use crate::session::{AppReject, Application, Outgoing, SessionKey};
 use crate::time::now_nanos;
@@ -166,7 +166,7 @@ impl OrderEntry {
             session: s.id,
             account: None,
             cl_ord_id: ClOrdId::EMPTY,
-            scope: MassCancelScope::All,
+            scope: MassScope::All,
             symbol: SymbolId(0),
             side: None,
             on_disconnect: true,
@@ -480,8 +480,8 @@ impl OrderEntry {
         let (session, account) = self.admit_any(key, msg)?;
         let cl_ord_id = cl_ord_id(msg, tag::CL_ORD_ID)?;
         let (scope, symbol) = match msg.get(tag::MASS_CANCEL_REQUEST_TYPE) {
-            Some(b"1") => (MassCancelScope::Symbol, self.symbol(msg)?),
-            Some(b"7") => (MassCancelScope::All, SymbolId(0)),
+            Some(b"1") => (MassScope::Symbol, self.symbol(msg)?),
+            Some(b"7") => (MassScope::All, SymbolId(0)),
             _ => {
                 return Err((
                     RejectReason::UnsupportedOrderType,
@@ -489,10 +489,7 @@ impl OrderEntry {
                 ));
             }
         };
-        let side = match msg.get(tag::SIDE) {
-            None => None,
-            Some(_) => Some(side(msg)?),
-        };
+        let side = optional_side(msg)?;
         self.send(Command::MassCancel(MassCancelRequest {
             session,
             account,
@@ -501,6 +498,37 @@ impl OrderEntry {
             symbol,
             side,
             on_disconnect: false,
+        }))
+    }
+
+    /// An OrderMassStatusRequest: the session's orders in one instrument (585=1) or all
+    /// (585=6), optionally only one account's (1) or one side's (54).
+    fn mass_status(&mut self, key: &SessionKey, msg: &impl Fields) -> Result<(), Refusal> {
+        let (session, account) = self.admit_any(key, msg)?;
+        let req_id = ClOrdId::from_bytes(msg.get(tag::MASS_STATUS_REQ_ID).unwrap_or_default())
+            .filter(|id| !id.is_empty())
+            .ok_or((
+                RejectReason::InvalidClOrdId,
+                "MassStatusReqID is required, at most 40 characters",
+            ))?;
+        let (scope, symbol) = match msg.get(tag::MASS_STATUS_REQ_TYPE) {
+            Some(b"1") => (MassScope::Symbol, self.symbol(msg)?),
+            Some(b"6") => (MassScope::All, SymbolId(0)),
+            _ => {
+                return Err((
+                    RejectReason::UnsupportedOrderType,
+                    "MassStatusReqType must be 1 (one security) or 6 (all orders)",
+                ));
+            }
+        };
+        let side = optional_side(msg)?;
+        self.send(Command::MassStatus(MassStatusRequest {
+            session,
+            account,
+            req_id,
+            scope,
+            symbol,
+            side,
         }))
     }
 
@@ -604,6 +632,11 @@ fn time_in_force(msg: &impl Fields) -> Option<TimeInForce> {
         Some(b"4") => Some(TimeInForce::Fok),
         Some(_) => None,
     }
+}
+
+/// Side (54) of a request that may leave it out (both sides).
+fn optional_side(msg: &impl Fields) -> Result<Option<Side>, Refusal> {
+    msg.get(tag::SIDE).map(|_| side(msg)).transpose()
 }
 
 fn side(msg: &impl Fields) -> Result<Side, Refusal> {
@@ -744,6 +777,13 @@ impl Application for OrderEntry {
                 }
                 Ok(())
             }
+            b"AF" => {
+                if let Err((_, text)) = self.mass_status(key, msg) {
+                    let id = self.exec_id();
+                    reply.push(gateway_mass_status_reject(msg, &id, text, now_nanos()));
+                }
+                Ok(())
+            }
             b"q" => {
                 if let Err((reason, text)) = self.mass_cancel(key, msg) {
                     reply.push(gateway_mass_cancel_reject(
@@ -795,7 +835,7 @@ mod tests {
     fn is_cancel_on_disconnect(c: &Command) -> bool {
         matches!(c, Command::MassCancel(m) if m.on_disconnect
             && m.session == SessionId(3)
-            && m.scope == MassCancelScope::All
+            && m.scope == MassScope::All
             && m.account.is_none())
     }
 
