@@ -448,6 +448,11 @@ fn order_mass_cancel_cancels_the_sessions_orders_that_match_and_counts_them() {
     // Nothing left: a count of zero.
     c1.mass_cancel("K3", "7", &[]);
     assert_fields(&c1.expect("r"), &[(11, "K3"), (531, "7"), (533, "0")]);
+    // A resend of K1 (its ClOrdID used before) is refused, not carried out again.
+    c1.mass_cancel("K1", "7", &[]);
+    let dup = c1.expect("r");
+    assert_fields(&dup, &[(11, "K1"), (531, "0"), (532, "99"), (533, "0")]);
+    assert!(dup.req(58).contains("ClOrdID"), "{dup:?}");
     // Refused before the engine: an unknown symbol, an account the session may not trade.
     c1.mass_cancel("K4", "1", &[(55, "NOPE")]);
     assert_fields(
@@ -466,11 +471,12 @@ fn order_mass_cancel_cancels_the_sessions_orders_that_match_and_counts_them() {
     assert_fields(&er(&mut c2), &[(150, "F"), (11, "N1")]);
     c1.logout();
     c2.logout();
-    // Requests the engine saw are journaled like any command (K1-K3; the refused ones not).
+    // Requests the engine saw are journaled like any command (K1-K3 and K1 again; those
+    // refused before the engine are not).
     let dump = journal_dump(&ex.data);
     assert_eq!(
         dump.lines().filter(|l| l.contains("MassCancel(")).count(),
-        3,
+        4,
         "{dump}"
     );
 }

@@ -80,10 +80,12 @@ impl Book {
     }
 
     fn mass_cancel(&mut self, session: u32, scope: MassScope, symbol: u16) -> u32 {
+        // A request's ClOrdID is used once, like an order's.
+        self.next_cl += 1;
         let cmd = Command::MassCancel(MassCancelRequest {
             session: SessionId(session),
             account: None,
-            cl_ord_id: ClOrdId::new("k").expect("short"),
+            cl_ord_id: ClOrdId::new(&format!("k{}", self.next_cl)).expect("short"),
             scope,
             symbol: SymbolId(symbol),
             side: None,
@@ -91,7 +93,7 @@ impl Book {
         });
         self.run(black_box(&cmd));
         match self.out.last() {
-            Some(Event::MassCancel(m)) => m.canceled,
+            Some(Event::MassCancel(m)) if m.reason.is_none() => m.canceled,
             other => panic!("{other:?}"),
         }
     }

@@ -1539,7 +1539,9 @@ impl Engine {
 
     /// An order mass cancel: every working order of the session that matches the request's
     /// instrument, account and side is cancelled (each with its Canceled event, in order-id
-    /// order), then the answer counts them. Other sessions' orders are never touched.
+    /// order), then the answer counts them. Other sessions' orders are never touched. The
+    /// request's ClOrdID is the session's like an order's: used once a day, so a resend of a
+    /// request already carried out is refused, not carried out again.
     fn on_mass_cancel(&mut self, r: &MassCancelRequest, out: &mut Vec<Event>) {
         let mut report = MassCancelReport {
             request: *r,
@@ -1547,6 +1549,19 @@ impl Engine {
             reason: None,
             exec_id: 0,
         };
+        // Cancel on disconnect has no ClOrdID: the gateway sends it, once per disconnect.
+        if !r.on_disconnect {
+            let key = ClKey::new(r.session, &r.cl_ord_id);
+            match self.cl_ord_ids.probe(key) {
+                Probe::Found => {
+                    report.reason = Some(RejectReason::DuplicateClOrdId);
+                    report.exec_id = self.next_exec();
+                    out.push(Event::MassCancel(report));
+                    return;
+                }
+                Probe::Vacant(v) => self.cl_ord_ids.put(v, key, OrderId(0)),
+            }
+        }
         let hit = self.select(r.session, r.account, r.scope, r.symbol, r.side);
         if hit.is_none() {
             report.reason = Some(RejectReason::UnknownSymbol);

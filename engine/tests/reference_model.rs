@@ -265,8 +265,23 @@ impl Model {
     }
 
     /// A mass cancel: the session's live orders that match, oldest order id first, then the
-    /// count; an unknown instrument cancels nothing.
+    /// count; an unknown instrument cancels nothing; a ClOrdID the session used before is a
+    /// duplicate (cancel on disconnect has none).
     fn mass_cancel(&mut self, r: &MassCancelRequest, out: &mut Vec<Event>) {
+        if !r.on_disconnect {
+            let key = (r.session, r.cl_ord_id);
+            if self.id_of(&key).is_some() {
+                let exec_id = self.exec();
+                out.push(Event::MassCancel(MassCancelReport {
+                    request: *r,
+                    canceled: 0,
+                    reason: Some(RejectReason::DuplicateClOrdId),
+                    exec_id,
+                }));
+                return;
+            }
+            self.ids.push((key, OrderId(0)));
+        }
         let known =
             r.scope == MassScope::All || usize::from(r.symbol.0) < self.cfg.instruments.len();
         let mut canceled = 0;
