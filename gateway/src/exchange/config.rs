@@ -206,6 +206,9 @@ pub struct SessionGroup {
     /// The sessions' role (`order-entry` by default; market-data sessions get no account).
     #[serde(rename = "Role", default)]
     pub role: Option<String>,
+    /// Cancel each session's working orders when it disconnects (see the session option).
+    #[serde(rename = "CancelOnDisconnect", default)]
+    pub cancel_on_disconnect: bool,
 }
 
 /// The whole configuration.
@@ -273,7 +276,7 @@ impl ExchangeConfig {
                     role: g.role.clone(),
                     persist_messages: None,
                     send_buffer_size: None,
-                    cancel_on_disconnect: false,
+                    cancel_on_disconnect: g.cancel_on_disconnect,
                 });
             }
         }
@@ -293,7 +296,12 @@ impl ExchangeConfig {
             }
         }
         for s in &c.sessions {
-            s.role()?;
+            if s.role()? != crate::config::Role::OrderEntry && s.cancel_on_disconnect {
+                return Err(ConfigError::Invalid(format!(
+                    "session {}: CancelOnDisconnect applies to order-entry sessions",
+                    s.target_comp_id
+                )));
+            }
             for a in &s.accounts {
                 if !seen.contains(a.as_str()) {
                     return Err(ConfigError::Invalid(format!(
@@ -382,10 +390,33 @@ mod tests {
         assert_eq!(c.sessions.len(), 4 + 32);
         assert_eq!(c.sessions[4].target_comp_id, "LOAD001");
         assert_eq!(c.sessions[4].accounts, ["LOAD001"]);
+        assert!(c.sessions.iter().all(|s| !s.cancel_on_disconnect));
         let gateway = c.gateway();
         assert_eq!(gateway.acceptor.store_path, Path::new("/x/data/sessions"));
         let sessions = gateway.resolve().unwrap();
         assert!(sessions.iter().all(|s| s.settings.authenticator.is_some()));
+    }
+
+    #[test]
+    fn a_session_groups_cancel_on_disconnect_reaches_each_session() {
+        let text = DEFAULT_EXCHANGE_TOML.replace(
+            "prefix = \"LOAD\"",
+            "prefix = \"LOAD\"\nCancelOnDisconnect = true",
+        );
+        let c = ExchangeConfig::from_toml(&text, Path::new("/x")).unwrap();
+        let load: Vec<_> = c
+            .sessions
+            .iter()
+            .filter(|s| s.target_comp_id.starts_with("LOAD"))
+            .collect();
+        assert_eq!(load.len(), 32);
+        assert!(load.iter().all(|s| s.cancel_on_disconnect));
+        assert!(
+            c.sessions
+                .iter()
+                .filter(|s| !s.target_comp_id.starts_with("LOAD"))
+                .all(|s| !s.cancel_on_disconnect)
+        );
     }
 
     #[test]
@@ -420,6 +451,13 @@ mod tests {
             (
                 base.replace("name = \"DEMO2\"", "name = \"DEMO1\""),
                 "twice",
+            ),
+            (
+                base.replace(
+                    "Role = \"drop-copy\"",
+                    "Role = \"drop-copy\"\nCancelOnDisconnect = true",
+                ),
+                "CancelOnDisconnect applies to order-entry sessions",
             ),
         ];
         for (text, want) in cases {

@@ -359,9 +359,6 @@ impl Exchange {
                 .map(|a| (a.clone(), account_ids[a.as_str()]))
                 .collect();
             let role = s.config.role()?;
-            if s.config.cancel_on_disconnect && role != Role::OrderEntry {
-                anyhow::bail!("session {k}: CancelOnDisconnect applies to order-entry sessions");
-            }
             if role == Role::DropCopy {
                 for a in &s.config.accounts {
                     copies[account_ids[a.as_str()].0 as usize].push(i);
