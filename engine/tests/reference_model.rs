@@ -1208,28 +1208,20 @@ fn arb_command() -> impl Strategy<Value = Command> {
                 on_disconnect: origin == 0,
             })
         });
-    let mass_status = (
-        acct.clone(),
-        0u16..150,
-        any::<bool>(),
-        sym.clone(),
-        prop_oneof![Just(None), Just(Some(Side::Buy)), Just(Some(Side::Sell))],
-        any::<bool>(),
-    )
-        .prop_map(|(a, c, all, s, side, by_account)| {
-            Command::MassStatus(MassStatusRequest {
-                session: SessionId(a % 4),
-                account: by_account.then_some(AccountId(a)),
-                req_id: cl(c),
-                scope: if all {
-                    MassScope::All
-                } else {
-                    MassScope::Symbol
-                },
-                symbol: SymbolId(s),
-                side,
-            })
-        });
+    // The same selections as a mass cancel's, asked as a status request.
+    let mass_status = mass_cancel.clone().prop_map(|c| {
+        let Command::MassCancel(m) = c else {
+            unreachable!("a mass cancel")
+        };
+        Command::MassStatus(MassStatusRequest {
+            session: m.session,
+            account: m.account,
+            req_id: m.cl_ord_id,
+            scope: m.scope,
+            symbol: m.symbol,
+            side: m.side,
+        })
+    });
     let transfer = (
         acct,
         any::<bool>(),

@@ -474,22 +474,33 @@ impl OrderEntry {
         self.send(Command::Status(request))
     }
 
+    /// What a mass request covers: its request type (the tag, and the code of "all orders",
+    /// which FIX numbers differently per message; 1 is one security), the Symbol that then
+    /// names it, and an optional Side.
+    fn mass_scope(
+        &self,
+        msg: &impl Fields,
+        (type_tag, all): (Tag, &[u8]),
+        invalid: &'static str,
+    ) -> Result<(MassScope, SymbolId, Option<Side>), Refusal> {
+        let (scope, symbol) = match msg.get(type_tag) {
+            Some(b"1") => (MassScope::Symbol, self.symbol(msg)?),
+            Some(v) if v == all => (MassScope::All, SymbolId(0)),
+            _ => return Err((RejectReason::UnsupportedOrderType, invalid)),
+        };
+        Ok((scope, symbol, optional_side(msg)?))
+    }
+
     /// An OrderMassCancelRequest: the session's orders in one instrument (530=1) or all (530=7),
     /// optionally only one account's (1) or one side's (54).
     fn mass_cancel(&mut self, key: &SessionKey, msg: &impl Fields) -> Result<(), Refusal> {
         let (session, account) = self.admit_any(key, msg)?;
         let cl_ord_id = cl_ord_id(msg, tag::CL_ORD_ID)?;
-        let (scope, symbol) = match msg.get(tag::MASS_CANCEL_REQUEST_TYPE) {
-            Some(b"1") => (MassScope::Symbol, self.symbol(msg)?),
-            Some(b"7") => (MassScope::All, SymbolId(0)),
-            _ => {
-                return Err((
-                    RejectReason::UnsupportedOrderType,
-                    "MassCancelRequestType must be 1 (one security) or 7 (all orders)",
-                ));
-            }
-        };
-        let side = optional_side(msg)?;
+        let (scope, symbol, side) = self.mass_scope(
+            msg,
+            (tag::MASS_CANCEL_REQUEST_TYPE, b"7"),
+            "MassCancelRequestType must be 1 (one security) or 7 (all orders)",
+        )?;
         self.send(Command::MassCancel(MassCancelRequest {
             session,
             account,
@@ -511,17 +522,11 @@ impl OrderEntry {
                 RejectReason::InvalidClOrdId,
                 "MassStatusReqID is required, at most 40 characters",
             ))?;
-        let (scope, symbol) = match msg.get(tag::MASS_STATUS_REQ_TYPE) {
-            Some(b"1") => (MassScope::Symbol, self.symbol(msg)?),
-            Some(b"6") => (MassScope::All, SymbolId(0)),
-            _ => {
-                return Err((
-                    RejectReason::UnsupportedOrderType,
-                    "MassStatusReqType must be 1 (one security) or 6 (all orders)",
-                ));
-            }
-        };
-        let side = optional_side(msg)?;
+        let (scope, symbol, side) = self.mass_scope(
+            msg,
+            (tag::MASS_STATUS_REQ_TYPE, b"6"),
+            "MassStatusReqType must be 1 (one security) or 6 (all orders)",
+        )?;
         self.send(Command::MassStatus(MassStatusRequest {
             session,
             account,
