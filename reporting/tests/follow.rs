@@ -61,6 +61,7 @@ fn a_failing_database_ends_with_exactly_the_journal_rows() {
     let options = JournalOptions {
         sync: SyncPolicy::Never,
         segment_bytes: 64 << 10,
+        ..JournalOptions::default()
     };
     let (mut journal, _) = Journal::open(&journal_dir, options, |_| {}).unwrap();
 
@@ -167,6 +168,7 @@ fn after_a_restart_the_replay_starts_at_the_newest_snapshot_the_database_holds()
     let options = JournalOptions {
         sync: SyncPolicy::Never,
         segment_bytes: 16 << 10,
+        ..JournalOptions::default()
     };
     let (mut journal, _) = Journal::open(&journal_dir, options, |_| {}).unwrap();
     for (ts, c) in &f.commands {

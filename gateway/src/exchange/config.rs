@@ -26,6 +26,9 @@ pub struct Params {
     /// Journal segment size in MiB.
     #[serde(default = "default_segment_mb")]
     pub journal_segment_mb: u64,
+    /// Whether journal segments are zero-filled ahead of time, so a sync writes data only.
+    #[serde(default = "default_true")]
+    pub journal_preallocate: bool,
     /// Orders one session may send per second.
     #[serde(default = "default_rate")]
     pub max_orders_per_second: u32,

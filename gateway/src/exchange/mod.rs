@@ -465,6 +465,7 @@ impl Exchange {
         let options = JournalOptions {
             sync: config.sync_policy()?,
             segment_bytes: config.exchange.journal_segment_mb.max(1) << 20,
+            preallocate: config.exchange.journal_preallocate,
         };
         let from = restored_from.map_or(1, |s| s + 1);
         // Replayed in batches, so the engine prefetches across commands as the live flow does.
