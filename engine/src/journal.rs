@@ -564,12 +564,8 @@ impl Journal {
     /// Blocks until the spare asked for is ready (tests: makes rolling into it certain).
     #[cfg(test)]
     fn wait_spare(&mut self) {
-        if let Some(s) = &mut self.spares
-            && s.pending
-            && let Ok(size) = s.done.recv()
-        {
-            s.pending = false;
-            s.ready = (size > 0).then_some(size);
+        if let Some(s) = &mut self.spares {
+            s.settle(true);
         }
     }
 
@@ -601,6 +597,9 @@ impl Journal {
     }
 
     fn switch(&mut self, file: File, path: PathBuf) -> Result<(), JournalError> {
+        if let Some(s) = &mut self.spares {
+            s.rolled();
+        }
         self.allocated = file.metadata().map_err(io_err(&path))?.len();
         self.file = file;
         self.path = path;
@@ -619,6 +618,8 @@ struct Spares {
     pending: bool,
     /// The size of the spare on disk, if one is ready.
     ready: Option<u64>,
+    /// The last fill failed (a full disk, say): no new one until the writer rolls over.
+    failed: bool,
 }
 
 impl Spares {
@@ -649,6 +650,7 @@ impl Spares {
                         // preallocation; it asks again after its next roll.
                         Err(e) => {
                             tracing::warn!(error = %e, "journal: the next segment could not be preallocated");
+                            let _ = fs::remove_file(d.join(SPARE_TMP));
                             let _ = tx.send(0);
                         }
                     }
@@ -662,11 +664,12 @@ impl Spares {
             thread,
             pending: false,
             ready,
+            failed: false,
         }
     }
 
     fn request(&mut self, size: u64) {
-        if self.pending || self.ready.is_some() {
+        if self.pending || self.ready.is_some() || self.failed {
             return;
         }
         if let Some(r) = &self.requests
@@ -677,17 +680,32 @@ impl Spares {
     }
 
     fn ready(&mut self) -> Option<u64> {
-        if self.pending
-            && let Ok(size) = self.done.try_recv()
-        {
-            self.pending = false;
-            self.ready = (size > 0).then_some(size);
+        self.settle(false)
+    }
+
+    /// Takes the thread's answer, if it has given one (with `wait`, waits for it).
+    fn settle(&mut self, wait: bool) -> Option<u64> {
+        if self.pending {
+            let answer = if wait {
+                self.done.recv().ok()
+            } else {
+                self.done.try_recv().ok()
+            };
+            if let Some(size) = answer {
+                self.pending = false;
+                self.ready = (size > 0).then_some(size);
+                self.failed = size == 0;
+            }
         }
         self.ready
     }
 
     fn taken(&mut self) {
         self.ready = None;
+    }
+
+    fn rolled(&mut self) {
+        self.failed = false;
     }
 }
 
@@ -1238,6 +1256,27 @@ mod tests {
             write(&plain, 30, unsynced(segment, preallocate));
         }
         assert_eq!(read(&plain).len(), 90);
+    }
+
+    #[test]
+    fn without_spares_the_journal_writes_plain_segments() {
+        let dir = tmp("prealloc-fails");
+        fs::create_dir_all(dir.join(SPARE_TMP)).unwrap();
+        let (mut j, _) = Journal::open(&dir, unsynced(500, true), |_| {}).unwrap();
+        for i in 0..100 {
+            j.append(i as i64, &cmd(i));
+            j.wait_spare();
+            j.commit().unwrap();
+        }
+        drop(j);
+        let segs = segments(&dir).unwrap();
+        assert!(segs.len() > 5);
+        assert!(
+            segs.iter().all(|(_, p)| file_len(p) < 600),
+            "plain segments"
+        );
+        assert!(!dir.join(SPARE).exists());
+        assert_eq!(read(&dir).len(), 100);
     }
 
     #[test]
