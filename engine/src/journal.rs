@@ -247,6 +247,64 @@ fn written_len(b: &[u8]) -> usize {
     0
 }
 
+/// A segment read a block at a time: a scan holds a few MiB of it, never the whole file (a
+/// preallocated segment is mostly zeros until it fills).
+struct Window<'p> {
+    file: File,
+    path: &'p Path,
+    size: u64,
+    buf: Vec<u8>,
+    /// The file offset of `buf[0]`.
+    at: u64,
+}
+
+impl<'p> Window<'p> {
+    const BLOCK: usize = 4 << 20;
+
+    fn open(path: &'p Path) -> Result<Window<'p>, JournalError> {
+        let file = File::open(path).map_err(io_err(path))?;
+        let size = file.metadata().map_err(io_err(path))?.len();
+        Ok(Window {
+            file,
+            path,
+            size,
+            buf: Vec::new(),
+            at: 0,
+        })
+    }
+
+    /// The bytes from `off` on: at least `want` of them, unless the file ends first.
+    fn from(&mut self, off: u64, want: usize) -> Result<&[u8], JournalError> {
+        let held = self.at + self.buf.len() as u64;
+        let needed = off.saturating_add(want as u64).min(self.size);
+        if off < self.at || needed > held {
+            let n = (Self::BLOCK.max(want) as u64).min(self.size.saturating_sub(off));
+            self.buf.resize(n as usize, 0);
+            self.file
+                .read_exact_at(&mut self.buf, off)
+                .map_err(io_err(self.path))?;
+            self.at = off;
+        }
+        Ok(&self.buf[(off - self.at) as usize..])
+    }
+
+    /// The offset after the last non-zero byte from `off` on (`off` itself when only zeros
+    /// follow).
+    fn written_end(&mut self, off: u64) -> Result<u64, JournalError> {
+        let (mut end, mut pos) = (off, off);
+        while pos < self.size {
+            let b = self.from(pos, Self::BLOCK)?;
+            let n = b.len().min(Self::BLOCK);
+            let w = written_len(&b[..n]);
+            if w > 0 {
+                end = pos + w as u64;
+            }
+            pos += n as u64;
+        }
+        Ok(end)
+    }
+}
+
 /// Decodes the record at the start of `b`: `Ok((record, length))`, or why it is invalid.
 fn decode_record(b: &[u8]) -> Result<(Record, usize), String> {
     let (seq, total) = check_record(b)?;
@@ -292,16 +350,18 @@ pub fn scan_from(
     let mut expected: Option<u64> = None;
     for (i, (first, path)) in segs.iter().enumerate() {
         let last = i + 1 == segs.len();
-        let data = fs::read(path).map_err(io_err(path))?;
-        let corrupt = |offset: usize, reason: String| JournalError::Corrupt {
+        let mut data = Window::open(path)?;
+        let size = data.size;
+        let corrupt = |offset: u64, reason: String| JournalError::Corrupt {
             segment: path.clone(),
-            offset: offset as u64,
+            offset,
             reason,
         };
-        if data.len() < SEGMENT_HEADER {
-            if last && MAGIC.starts_with(&data[..data.len().min(8)]) {
+        let header = data.from(0, SEGMENT_HEADER)?;
+        if header.len() < SEGMENT_HEADER {
+            if last && MAGIC.starts_with(&header[..header.len().min(8)]) {
                 // Crashed while creating the segment.
-                rec.truncated_bytes += data.len() as u64;
+                rec.truncated_bytes += header.len() as u64;
                 if repair {
                     fs::remove_file(path).map_err(io_err(path))?;
                 }
@@ -310,10 +370,10 @@ pub fn scan_from(
             }
             return Err(corrupt(0, "segment header cut short".into()));
         }
-        if &data[..8] != MAGIC {
+        if &header[..8] != MAGIC {
             return Err(corrupt(0, "not a journal segment".into()));
         }
-        let version = u32::from_le_bytes(data[8..12].try_into().unwrap_or_default());
+        let version = u32::from_le_bytes(header[8..12].try_into().unwrap_or_default());
         if version != VERSION {
             return Err(corrupt(
                 8,
@@ -328,11 +388,11 @@ pub fn scan_from(
                 format!("segment starts at sequence {first}, expected {e}"),
             ));
         }
-        let mut off = SEGMENT_HEADER;
-        while off < data.len() {
+        let mut off = SEGMENT_HEADER as u64;
+        while off < size {
             // Records before `from` are framed and CRC-checked, not decoded: a snapshot
             // holds their effect.
-            let b = &data[off..];
+            let b = data.from(off, RECORD_HEADER + MAX_COMMAND_LEN)?;
             let checked = check_record(b).and_then(|(seq, len)| {
                 let r = (seq >= from)
                     .then(|| decode_checked(b, seq, len))
@@ -354,26 +414,32 @@ pub fn scan_from(
                     }
                     rec.next_seq = seq + 1;
                     expected = Some(seq + 1);
-                    off += len;
+                    off += len as u64;
                 }
                 Err(reason) => {
-                    let end = off + written_len(&data[off..]);
+                    let end = data.written_end(off)?;
                     if end == off {
                         // Only zeros follow: the preallocated rest of the segment.
                         break;
                     }
-                    let valid_after = (off + 1..end).any(|p| decode_record(&data[p..]).is_ok());
+                    let mut valid_after = false;
+                    for p in off + 1..end {
+                        if decode_record(data.from(p, RECORD_HEADER + MAX_COMMAND_LEN)?).is_ok() {
+                            valid_after = true;
+                            break;
+                        }
+                    }
                     if !last || valid_after {
                         return Err(corrupt(off, reason));
                     }
-                    rec.truncated_bytes = (end - off) as u64;
+                    rec.truncated_bytes = end - off;
                     if repair {
                         // Zeros over the torn record, so the segment keeps its blocks.
                         let file = OpenOptions::new()
                             .write(true)
                             .open(path)
                             .map_err(io_err(path))?;
-                        file.write_all_at(&vec![0; end - off], off as u64)
+                        file.write_all_at(&vec![0; (end - off) as usize], off)
                             .and_then(|()| file.sync_data())
                             .map_err(io_err(path))?;
                     }
@@ -381,7 +447,7 @@ pub fn scan_from(
                 }
             }
         }
-        rec.end_offset = off as u64;
+        rec.end_offset = off;
         if expected.is_none() {
             expected = Some(*first);
         }
@@ -1109,6 +1175,48 @@ mod tests {
             assert_eq!(j.append(5, &cmd(1)), 20);
             j.commit().unwrap();
             assert_eq!(read(&torn).len(), 20);
+        }
+    }
+
+    /// Segments are read a block at a time: records across block boundaries, a torn tail and
+    /// a corrupt record past the first block are found as in a small one.
+    #[test]
+    fn a_segment_larger_than_a_read_block_is_read_whole() {
+        let dir = tmp("big");
+        let n = 200_000;
+        write(&dir, n, unsynced(1 << 30, false));
+        let (_, path) = segments(&dir).unwrap().pop().unwrap();
+        let data = fs::read(&path).unwrap();
+        assert!(
+            data.len() > Window::BLOCK + (1 << 20),
+            "{} bytes",
+            data.len()
+        );
+        let all = read(&dir);
+        assert_eq!(all.len() as u64, n);
+        assert!(all.iter().enumerate().all(|(i, r)| r.seq == i as u64 + 1));
+        // The offset of the first record starting past the first block.
+        let mut off = SEGMENT_HEADER;
+        while off <= Window::BLOCK {
+            off += decode_record(&data[off..]).unwrap().1;
+        }
+        // Half a record at the end: a torn tail, cut off.
+        let torn = tmp("big-torn");
+        fs::create_dir_all(&torn).unwrap();
+        let mut cut = data.clone();
+        cut.extend_from_slice(&data[off..off + 20]);
+        fs::write(torn.join(path.file_name().unwrap()), &cut).unwrap();
+        let rec = scan(&torn, true, |_| {}).unwrap();
+        let written = data[off..off + 20].iter().rposition(|&b| b != 0).unwrap() + 1;
+        assert_eq!((rec.next_seq, rec.truncated_bytes), (n + 1, written as u64));
+        assert_eq!(rec.end_offset, data.len() as u64);
+        // A bad byte in a record past the first block: corruption, at that record.
+        let mut bad = data.clone();
+        bad[off + RECORD_HEADER] ^= 0x01;
+        fs::write(&path, &bad).unwrap();
+        match scan(&dir, false, |_| {}) {
+            Err(JournalError::Corrupt { offset, .. }) => assert_eq!(offset, off as u64),
+            other => panic!("expected corruption, got {other:?}"),
         }
     }
 
