@@ -386,8 +386,11 @@ impl<A: Application + Send + 'static> Acceptor<A> {
                         }
                         let s = slot.as_ref().expect("bound above");
                         let mut st = s.lock();
+                        // Parsed and validated before the application's lock is taken: the
+                        // sessions' connections do that much in parallel.
+                        let checked = st.session.check(raw);
                         let mut app = self.app.lock().unwrap_or_else(|e| e.into_inner());
-                        st.session.on_message(now_millis(), raw, &mut *app);
+                        st.session.on_checked(now_millis(), checked, &mut *app);
                         consumed = end;
                     }
                     Framing::NeedMore { discard } => {

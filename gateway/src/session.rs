@@ -144,6 +144,11 @@ impl Outgoing {
     }
 }
 
+/// A received message, parsed and validated (see [`Session::check`]).
+pub struct Checked<'a> {
+    parsed: Result<(Message<'a>, Result<(), Invalid>), crate::codec::Garbled>,
+}
+
 /// Why the application refused a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AppReject {
@@ -609,12 +614,38 @@ impl Session {
 
     /// Handles one framed message from the connection.
     pub fn on_message(&mut self, now: Millis, raw: &[u8], app: &mut dyn Application) {
+        let checked = self.check(raw);
+        self.on_checked(now, checked, app);
+    }
+
+    /// Parses a framed message and validates it against the dictionaries: the part of
+    /// handling it that needs neither the application nor the session's state, so a
+    /// connection does it before taking the application's lock, which every session shares.
+    pub fn check<'a>(&self, raw: &'a [u8]) -> Checked<'a> {
+        let parsed = Message::parse(raw).map(|msg| {
+            let valid = validate(&msg, &self.dicts.session, self.app_dict(msg.msg_type()));
+            (msg, valid)
+        });
+        Checked { parsed }
+    }
+
+    /// The dictionary a message's body is checked against.
+    fn app_dict(&self, msg_type: &[u8]) -> &Dictionary {
+        if is_admin(msg_type) {
+            &self.dicts.session
+        } else {
+            &self.dicts.app
+        }
+    }
+
+    /// Handles a message [`Session::check`] parsed and validated.
+    pub fn on_checked(&mut self, now: Millis, checked: Checked<'_>, app: &mut dyn Application) {
         if self.c.disconnecting {
             return;
         }
-        match Message::parse(raw) {
-            Ok(msg) => {
-                self.next(now, &msg, app, false);
+        match checked.parsed {
+            Ok((msg, valid)) => {
+                self.next(now, &msg, app, Some(valid));
                 self.next_queued(now, app);
             }
             Err(e) => {
@@ -647,12 +678,19 @@ impl Session {
             if matches!(msg.msg_type(), b"A" | b"2") {
                 self.incr_target();
             } else {
-                self.next(now, &msg, app, true);
+                self.next(now, &msg, app, None);
             }
         }
     }
 
-    fn next(&mut self, now: Millis, msg: &Message, app: &mut dyn Application, _queued: bool) {
+    /// Handles a message; `valid` is its validation when [`Session::check`] did it already.
+    fn next(
+        &mut self,
+        now: Millis,
+        msg: &Message,
+        app: &mut dyn Application,
+        valid: Option<Result<(), Invalid>>,
+    ) {
         let msg_type = msg.msg_type();
         for t in [tags::SENDER_COMP_ID, tags::TARGET_COMP_ID] {
             if msg.get(t).is_none() {
@@ -685,12 +723,9 @@ impl Session {
             tracing::info!(session = %self.settings.key, "logon without DefaultApplVerID; disconnecting");
             return self.disconnect();
         }
-        let app_dict = if is_admin(msg_type) {
-            &self.dicts.session
-        } else {
-            &self.dicts.app
-        };
-        if let Err(inv) = validate(msg, &self.dicts.session, app_dict) {
+        let valid =
+            valid.unwrap_or_else(|| validate(msg, &self.dicts.session, self.app_dict(msg_type)));
+        if let Err(inv) = valid {
             if msg_type == b"A" {
                 tracing::info!(session = %self.settings.key, ?inv, "invalid logon; disconnecting");
                 return self.disconnect();
