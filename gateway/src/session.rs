@@ -619,8 +619,9 @@ impl Session {
     }
 
     /// Parses a framed message and validates it against the dictionaries: the part of
-    /// handling it that needs neither the application nor the session's state, so a
-    /// connection does it before taking the application's lock, which every session shares.
+    /// handling it that needs only the session's dictionaries, neither the application nor
+    /// the sequence state, so a connection does it before taking the application's lock,
+    /// which every session shares.
     pub fn check<'a>(&self, raw: &'a [u8]) -> Checked<'a> {
         let parsed = Message::parse(raw).map(|msg| {
             let valid = validate(&msg, &self.dicts.session, self.app_dict(msg.msg_type()));
