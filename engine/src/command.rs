@@ -287,6 +287,21 @@ pub struct MassCancelRequest {
     /// the client: its cancels say so, and nobody is answered.
     pub on_disconnect: bool,
 }
+impl MassCancelRequest {
+    /// The gateway's cancel on disconnect: every order of the session, no ClOrdID, no answer.
+    pub fn on_disconnect(session: SessionId) -> MassCancelRequest {
+        MassCancelRequest {
+            session,
+            account: None,
+            cl_ord_id: ClOrdId::EMPTY,
+            scope: MassScope::All,
+            symbol: SymbolId(0),
+            side: None,
+            on_disconnect: true,
+        }
+    }
+}
+
 layout!(
     MassCancelRequest {
         session: SessionId,

@@ -432,15 +432,7 @@ impl Runner {
             "disconnect" => {
                 // The gateway's cancel on disconnect for the account's session.
                 let a = account(w[1]);
-                Command::MassCancel(MassCancelRequest {
-                    session: SessionId(a.0),
-                    account: None,
-                    cl_ord_id: ClOrdId::EMPTY,
-                    scope: MassScope::All,
-                    symbol: SymbolId(0),
-                    side: None,
-                    on_disconnect: true,
-                })
+                Command::MassCancel(MassCancelRequest::on_disconnect(SessionId(a.0)))
             }
             "cancel" => {
                 let a = account(w[1]);

@@ -162,15 +162,7 @@ impl OrderEntry {
         if !s.cancel_on_disconnect || self.closing {
             return;
         }
-        let cmd = Command::MassCancel(MassCancelRequest {
-            session: s.id,
-            account: None,
-            cl_ord_id: ClOrdId::EMPTY,
-            scope: MassScope::All,
-            symbol: SymbolId(0),
-            side: None,
-            on_disconnect: true,
-        });
+        let cmd = Command::MassCancel(MassCancelRequest::on_disconnect(s.id));
         tracing::info!(session = %key, "cancel on disconnect");
         let stopped = |key: &dyn std::fmt::Display| {
             tracing::warn!(session = %key, "cancel on disconnect: the engine has stopped");
