@@ -99,6 +99,24 @@ pub struct FieldDef {
 }
 
 impl FieldDef {
+    /// Checks a non-empty value against the field's type and enumeration.
+    fn check_value(&self, v: &[u8]) -> Result<(), RejectReason> {
+        if !self.ftype.accepts(v) {
+            return Err(RejectReason::IncorrectDataFormat);
+        }
+        if let Some(values) = &self.values {
+            let ok = if self.ftype == FieldType::MultipleValue {
+                v.split(|&c| c == b' ').all(|v| self.allows(values, v))
+            } else {
+                self.allows(values, v)
+            };
+            if !ok {
+                return Err(RejectReason::ValueIncorrect);
+            }
+        }
+        Ok(())
+    }
+
     /// Whether a value is one of the enumeration's.
     fn allows(&self, values: &HashSet<Vec<u8>>, v: &[u8]) -> bool {
         match v {
@@ -651,19 +669,7 @@ impl Dictionary {
         let Some(def) = self.field(f.tag) else {
             return Err(invalid(RejectReason::InvalidTagNumber, f.tag));
         };
-        if !def.ftype.accepts(f.value) {
-            return Err(invalid(RejectReason::IncorrectDataFormat, f.tag));
-        }
-        if let Some(values) = &def.values {
-            let ok = if def.ftype == FieldType::MultipleValue {
-                f.value.split(|&c| c == b' ').all(|v| def.allows(values, v))
-            } else {
-                def.allows(values, f.value)
-            };
-            if !ok {
-                return Err(invalid(RejectReason::ValueIncorrect, f.tag));
-            }
-        }
+        def.check_value(f.value).map_err(|r| invalid(r, f.tag))?;
         if in_message
             && let Some(l) = msg_layout
             && !l.allowed.contains(f.tag)
@@ -762,6 +768,112 @@ pub fn validate(msg: &Message, session: &Dictionary, app: &Dictionary) -> Result
     session.iterate(&header, Some(&session.header), false)?;
     session.iterate(&trailer, Some(&session.trailer), false)?;
     app.iterate(&body, Some(&def.body), true)?;
+    Ok(())
+}
+
+/// Message shapes (a MsgType and its tags in order) that passed every check of [`validate`]
+/// other than the values': what validation concludes about a message's structure (order of
+/// header, body and trailer, required fields, fields defined for the message type, repeated
+/// tags) depends on its shape alone, so a message of a known shape needs only its values
+/// checked. A session keeps one: its messages come in a few shapes (an order, a cancel, a
+/// heartbeat), and the structural part was about two thirds of validating them.
+#[derive(Debug, Default)]
+pub struct ShapeCache {
+    shapes: Vec<Shape>,
+    /// The shape the next new one replaces once the cache is full.
+    next: usize,
+}
+
+#[derive(Debug)]
+struct Shape {
+    msg_type: SmallVec<[u8; 4]>,
+    /// Each field's tag, and whether its value is checked against the application dictionary
+    /// (a body field) rather than the session's (header and trailer).
+    fields: Vec<(Tag, bool)>,
+}
+
+impl ShapeCache {
+    /// Shapes kept per cache.
+    const CAPACITY: usize = 8;
+
+    fn find(&self, msg: &Message) -> Option<&Shape> {
+        let msg_type = msg.msg_type();
+        self.shapes.iter().find(|s| {
+            s.fields.len() == msg.fields.len()
+                && s.msg_type.as_slice() == msg_type
+                && s.fields
+                    .iter()
+                    .zip(&msg.fields)
+                    .all(|(&(t, _), f)| t == f.tag)
+        })
+    }
+
+    fn insert(&mut self, shape: Shape) {
+        if self.shapes.len() < Self::CAPACITY {
+            self.shapes.push(shape);
+        } else {
+            self.shapes[self.next] = shape;
+            self.next = (self.next + 1) % Self::CAPACITY;
+        }
+    }
+
+    /// Number of shapes held.
+    pub fn len(&self) -> usize {
+        self.shapes.len()
+    }
+
+    /// Whether no shape is held.
+    pub fn is_empty(&self) -> bool {
+        self.shapes.is_empty()
+    }
+}
+
+/// [`validate`], skipping the structural checks for a message whose shape passed them
+/// before. The answer is always the one [`validate`] gives: when a value fails, the message
+/// goes through the full validation, which reports the fault it finds first. Messages with
+/// repeating groups are not cached (whether their entries match the declared counts depends
+/// on values).
+pub fn validate_cached(
+    msg: &Message,
+    session: &Dictionary,
+    app: &Dictionary,
+    cache: &mut ShapeCache,
+) -> Result<(), Invalid> {
+    if let Some(shape) = cache.find(msg) {
+        let values_ok = shape.fields.iter().zip(&msg.fields).all(|(&(_, body), f)| {
+            let dict = if body { app } else { session };
+            !f.value.is_empty()
+                && dict
+                    .field(f.tag)
+                    .is_some_and(|def| def.check_value(f.value).is_ok())
+        });
+        return if values_ok {
+            Ok(())
+        } else {
+            validate(msg, session, app)
+        };
+    }
+    validate(msg, session, app)?;
+    let body_layout = app.message(msg.msg_type()).map(|d| &d.body);
+    let has_groups = msg.fields.iter().any(|f| {
+        session.header.groups.contains_key(&f.tag)
+            || session.trailer.groups.contains_key(&f.tag)
+            || body_layout.is_some_and(|l| l.groups.contains_key(&f.tag))
+    });
+    if !has_groups {
+        let fields = msg
+            .fields
+            .iter()
+            .map(|f| {
+                let body = !session.is_header_field(f.tag) && !session.is_trailer_field(f.tag);
+                (f.tag, body)
+            })
+            .collect();
+        cache.insert(Shape {
+            msg_type: SmallVec::from_slice(msg.msg_type()),
+            fields,
+        });
+    }
     Ok(())
 }
 
@@ -914,6 +1026,102 @@ mod tests {
         for (m, reason, tag) in cases {
             assert_eq!(check(&m), Err(Invalid { reason, tag }), "{m}");
         }
+    }
+
+    #[test]
+    fn the_shape_cache_answers_as_full_validation_does() {
+        let d = Dictionary::parse(DICT).unwrap();
+        let mut cache = ShapeCache::default();
+        let run = |cache: &mut ShapeCache, body: &str| {
+            let raw = msg(body);
+            let m = Message::parse(&raw).unwrap();
+            let cached = validate_cached(&m, &d, &d, cache);
+            assert_eq!(cached, validate(&m, &d, &d), "{body}");
+            cached
+        };
+        // Each pair: a valid message, then one of the same shape whose values are wrong.
+        let pairs = [
+            (
+                "11=x|55=X|54=1|",
+                "11=x|55=X|54=3|",
+                RejectReason::ValueIncorrect,
+                54,
+            ),
+            (
+                "11=x|55=X|54=1|38=1|",
+                "11=x|55=X|54=1|38=+1|",
+                RejectReason::IncorrectDataFormat,
+                38,
+            ),
+            (
+                "11=x|55=X|54=1|38=1|",
+                "11=|55=X|54=1|38=1|",
+                RejectReason::TagSpecifiedWithoutValue,
+                11,
+            ),
+            (
+                "11=x|55=X|54=1|20001=YZ|",
+                "11=x|55=X|54=1|20001=Y|",
+                RejectReason::ValueIncorrect,
+                20001,
+            ),
+        ];
+        for (good, bad, reason, tag) in pairs {
+            for _ in 0..2 {
+                assert_eq!(run(&mut cache, &format!("35=D|{H}{good}")), Ok(()));
+                let err = Err(Invalid {
+                    reason,
+                    tag: Some(tag),
+                });
+                assert_eq!(run(&mut cache, &format!("35=D|{H}{bad}")), err, "{bad}");
+            }
+        }
+        // A header value is checked against the session dictionary's definition.
+        let bad_time = "35=D|34=2|49=A|52=20241301-00:00:00|56=B|11=x|55=X|54=1|";
+        assert_eq!(run(&mut cache, bad_time).unwrap_err().tag, Some(52));
+        // The same tags under another MsgType are another shape.
+        assert_eq!(
+            run(&mut cache, &format!("35=*|{H}11=x|55=X|54=1|"))
+                .unwrap_err()
+                .reason,
+            RejectReason::InvalidMsgType
+        );
+        assert_eq!(cache.len(), 3);
+        // Messages with groups are never cached: their counts are values.
+        let group = format!("35=D|{H}11=x|55=X|54=1|386=2|336=A|336=B|");
+        assert_eq!(run(&mut cache, &group), Ok(()));
+        assert_eq!(
+            run(
+                &mut cache,
+                &format!("35=D|{H}11=x|55=X|54=1|386=3|336=A|336=B|")
+            )
+            .unwrap_err()
+            .reason,
+            RejectReason::IncorrectNumInGroupCount
+        );
+        assert_eq!(cache.len(), 3);
+        // Beyond its capacity the cache replaces shapes and still answers the same.
+        let extra = [
+            "11=x|55=X|54=1|38=1|20001=X|",
+            "11=x|55=X|54=1|20001=X|38=1|",
+            "11=x|54=1|55=X|",
+            "55=X|11=x|54=1|",
+            "54=1|11=x|55=X|",
+            "54=1|55=X|11=x|",
+            "55=X|54=1|11=x|",
+            "38=5|11=x|54=1|55=X|",
+        ];
+        for body in extra {
+            assert_eq!(run(&mut cache, &format!("35=D|{H}{body}")), Ok(()));
+        }
+        assert_eq!(cache.len(), ShapeCache::CAPACITY);
+        assert_eq!(run(&mut cache, &format!("35=D|{H}11=x|55=X|54=1|")), Ok(()));
+        assert_eq!(
+            run(&mut cache, &format!("35=D|{H}11=x|55=X|54=1|54=1|"))
+                .unwrap_err()
+                .reason,
+            RejectReason::TagAppearsMoreThanOnce
+        );
     }
 
     #[test]

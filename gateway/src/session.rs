@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use crate::codec::{Encoder, Message, Tag, tags};
-use crate::dictionary::{Dictionary, Invalid, RejectReason, validate};
+use crate::dictionary::{Dictionary, Invalid, RejectReason, ShapeCache, validate, validate_cached};
 use crate::store::MessageStore;
 use crate::time::{Millis, format_utc_millis, parse_utc_timestamp};
 
@@ -217,6 +217,8 @@ pub struct Session {
     /// Bytes of the `Send` outputs in `out`.
     out_bytes: usize,
     enc: Encoder,
+    /// Shapes of this session's inbound messages that passed the structural checks.
+    shapes: ShapeCache,
 }
 
 const ADMIN_TYPES: [&[u8]; 7] = [b"0", b"1", b"2", b"3", b"4", b"5", b"A"];
@@ -241,6 +243,7 @@ impl Session {
             out: VecDeque::new(),
             out_bytes: 0,
             enc: Encoder::new(),
+            shapes: ShapeCache::default(),
         }
     }
 
@@ -622,9 +625,16 @@ impl Session {
     /// handling it that needs only the session's dictionaries, neither the application nor
     /// the sequence state, so a connection does it before taking the application's lock,
     /// which every session shares.
-    pub fn check<'a>(&self, raw: &'a [u8]) -> Checked<'a> {
+    pub fn check<'a>(&mut self, raw: &'a [u8]) -> Checked<'a> {
         let parsed = Message::parse(raw).map(|msg| {
-            let valid = validate(&msg, &self.dicts.session, self.app_dict(msg.msg_type()));
+            // The fields apart: the dictionaries are read while the shape cache is updated.
+            let dicts = &*self.dicts;
+            let app = if is_admin(msg.msg_type()) {
+                &dicts.session
+            } else {
+                &dicts.app
+            };
+            let valid = validate_cached(&msg, &dicts.session, app, &mut self.shapes);
             (msg, valid)
         });
         Checked { parsed }
