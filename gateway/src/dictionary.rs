@@ -787,9 +787,19 @@ pub struct ShapeCache {
 #[derive(Debug)]
 struct Shape {
     msg_type: SmallVec<[u8; 4]>,
-    /// Each field's tag, and whether its value is checked against the application dictionary
-    /// (a body field) rather than the session's (header and trailer).
-    fields: Vec<(Tag, bool)>,
+    /// Each field's tag and what its value needs.
+    fields: Vec<(Tag, ValueCheck)>,
+}
+
+/// What the value of a field in a known shape is checked against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ValueCheck {
+    /// Free text: any non-empty value (most header fields, identifiers, symbols).
+    Any,
+    /// The session dictionary's definition (a header or trailer field).
+    Session,
+    /// The application dictionary's definition (a body field).
+    App,
 }
 
 impl ShapeCache {
@@ -840,13 +850,21 @@ pub fn validate_cached(
     cache: &mut ShapeCache,
 ) -> Result<(), Invalid> {
     if let Some(shape) = cache.find(msg) {
-        let values_ok = shape.fields.iter().zip(&msg.fields).all(|(&(_, body), f)| {
-            let dict = if body { app } else { session };
-            !f.value.is_empty()
-                && dict
-                    .field(f.tag)
-                    .is_some_and(|def| def.check_value(f.value).is_ok())
-        });
+        let values_ok = shape
+            .fields
+            .iter()
+            .zip(&msg.fields)
+            .all(|(&(_, check), f)| {
+                let dict = match check {
+                    ValueCheck::Any => return !f.value.is_empty(),
+                    ValueCheck::Session => session,
+                    ValueCheck::App => app,
+                };
+                !f.value.is_empty()
+                    && dict
+                        .field(f.tag)
+                        .is_some_and(|def| def.check_value(f.value).is_ok())
+            });
         return if values_ok {
             Ok(())
         } else {
@@ -865,8 +883,17 @@ pub fn validate_cached(
             .fields
             .iter()
             .map(|f| {
-                let body = !session.is_header_field(f.tag) && !session.is_trailer_field(f.tag);
-                (f.tag, body)
+                let (dict, check) =
+                    if session.is_header_field(f.tag) || session.is_trailer_field(f.tag) {
+                        (session, ValueCheck::Session)
+                    } else {
+                        (app, ValueCheck::App)
+                    };
+                let free = dict.field(f.tag).is_some_and(|d| {
+                    d.values.is_none()
+                        && matches!(d.ftype, FieldType::Text | FieldType::MultipleValue)
+                });
+                (f.tag, if free { ValueCheck::Any } else { check })
             })
             .collect();
         cache.insert(Shape {
