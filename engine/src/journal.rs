@@ -10,12 +10,14 @@
 //! where the payload is a binary [`Command`]. Appends are buffered and written by
 //! [`Journal::commit`] (group commit), which also syncs according to the [`SyncPolicy`].
 //!
-//! Segments are preallocated: a background thread fills the next segment with zeros ahead of
-//! time (`next.spare`), and the writer renames it into place when it rolls over. Records then
-//! overwrite blocks that already exist, so a sync has no file size or block allocation to
-//! commit, only the data (on ext4 about 0.12 ms instead of 0.2 ms for a few KiB; see
-//! BENCHMARKS.md). A segment's data therefore ends either at the end of the file or where only
-//! zeros follow: no record starts with a zero length.
+//! Segments can be preallocated ([`JournalOptions::preallocate`]): a background thread fills
+//! the next segment with zeros ahead of time (`next.spare`), and the writer renames it into
+//! place when it rolls over. Records then overwrite blocks that already exist, so a sync has no
+//! file size or block allocation to commit, only the data (on ext4 about 0.12 ms instead of
+//! 0.2 ms for a few KiB). It is off by default: the zeros are as many bytes as the records, and
+//! the writer's syncs that meet them on the device wait (see BENCHMARKS.md). Either way, a
+//! segment's data ends at the end of the file or where only zeros follow: no record starts with
+//! a zero length.
 //!
 //! Recovery reads every segment. Sequence ids must run without a gap. In the last segment, an
 //! invalid record followed by nothing but zeros (or nothing) is a torn write from a crash: it
@@ -98,7 +100,7 @@ impl Default for JournalOptions {
         JournalOptions {
             sync: SyncPolicy::EveryBatch,
             segment_bytes: 256 << 20,
-            preallocate: true,
+            preallocate: false,
         }
     }
 }
