@@ -8,6 +8,12 @@
 //! user would, with a cancel.
 //!
 //! `cargo bench -p engine --bench matching`
+//!
+//! To see how the working set's size matters, the shape can be changed from the environment
+//! (the figures in BENCHMARKS.md use the defaults): `MATCHING_SYMBOLS` (first N instruments,
+//! default all 100), `MATCHING_PRELOAD` (resting orders per symbol before the run, default
+//! 2,000), `MATCHING_COMMANDS` (stream length, default 1,000,000) and
+//! `MATCHING_EXPECTED_ORDERS` (the ClOrdID index's sizing, default the configuration's).
 
 use std::hint::black_box;
 
@@ -79,7 +85,7 @@ struct Workload {
 
 /// Builds the preload and the measured stream. Order ids are assigned in submission order,
 /// as every engine here does (or is told to).
-fn workload(cfg: &EngineConfig, len: usize) -> Workload {
+fn workload(cfg: &EngineConfig, len: usize, preload_per_symbol: usize) -> Workload {
     let mut rng = Rng(42);
     let symbols = cfg.instruments.len() as u16;
     let ticks: Vec<(i64, i64)> = cfg
@@ -113,7 +119,7 @@ fn workload(cfg: &EngineConfig, len: usize) -> Workload {
             }
         };
     let mut preload = Vec::new();
-    for _ in 0..PRELOAD_PER_SYMBOL {
+    for _ in 0..preload_per_symbol {
         for sym in 0..symbols {
             preload.push(passive(&mut rng, &mut next_id, &mut live, sym));
         }
@@ -519,10 +525,23 @@ fn matchcore_ops(
     out
 }
 
+/// A setting from the environment, or its default.
+fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn bench_matching(c: &mut Criterion) {
-    let cfg = EngineConfig::default_universe();
-    let len = 1_000_000;
-    let w = workload(&cfg, len);
+    let mut cfg = EngineConfig::default_universe();
+    let symbols = knob("MATCHING_SYMBOLS", cfg.instruments.len());
+    cfg.instruments.truncate(symbols.max(1));
+    let expected = cfg.limits.expected_orders_per_day as usize;
+    cfg.limits.expected_orders_per_day =
+        u32::try_from(knob("MATCHING_EXPECTED_ORDERS", expected)).unwrap_or(u32::MAX);
+    let len = knob("MATCHING_COMMANDS", 1_000_000);
+    let w = workload(&cfg, len, knob("MATCHING_PRELOAD", PRELOAD_PER_SYMBOL));
 
     // Ours: preload once, then clone the loaded engine for every measured run.
     let mut current = std::collections::HashMap::new();
