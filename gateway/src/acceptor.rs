@@ -346,65 +346,59 @@ impl<A: Application + Send + 'static> Acceptor<A> {
                             consumed = end;
                             continue;
                         }
-                        {
-                            let Some(s) = self.identify(raw) else {
-                                break 'conn;
-                            };
-                            // Before any move: the background runtime's threads run at a
-                            // low priority, and a password check is CPU-bound.
-                            if !moved {
-                                pre_authenticate(&s, raw).await;
-                            }
-                            let (background, send_buffer) = {
-                                let st = s.lock();
-                                let set = st.session.settings();
-                                (set.background, set.send_buffer)
-                            };
-                            if let (false, true, Some(rt)) =
-                                (moved, background, self.background.get())
-                            {
-                                // The Logon and what follows it are handled there.
-                                self.hand_over(rt, sock, buf.split_off(consumed));
-                                return;
-                            }
-                            if let Some(n) = send_buffer
-                                && let Err(e) =
-                                    socket2::SockRef::from(&sock).set_send_buffer_size(n)
-                            {
-                                tracing::warn!(error = %e, "cannot size the send buffer");
-                            }
-                            let mut st = s.lock();
-                            if st.conn.is_some() {
-                                tracing::info!(session = %st.session.key(), "session already connected; closing the new connection");
-                                break 'conn;
-                            }
-                            // A second handle for direct writes; without one, every write
-                            // goes through this task.
-                            let direct = {
-                                use std::os::fd::AsFd;
-                                sock.as_fd()
-                                    .try_clone_to_owned()
-                                    .map(std::net::TcpStream::from)
-                                    .ok()
-                            };
-                            st.conn = Some(Bound {
-                                id,
-                                notify: Arc::clone(&notify),
-                                direct,
-                                writing: false,
-                                unsent: Vec::new(),
-                            });
-                            st.session.on_connect(now_millis());
-                            drop(st);
-                            slot = Some(s);
+                        let Some(s) = self.identify(raw) else {
+                            break 'conn;
+                        };
+                        // Before any move: the background runtime's threads run at a
+                        // low priority, and a password check is CPU-bound.
+                        if !moved {
+                            pre_authenticate(&s, raw).await;
                         }
+                        let (background, send_buffer) = {
+                            let st = s.lock();
+                            let set = st.session.settings();
+                            (set.background, set.send_buffer)
+                        };
+                        if let (false, true, Some(rt)) = (moved, background, self.background.get())
+                        {
+                            // The Logon and what follows it are handled there.
+                            self.hand_over(rt, sock, buf.split_off(consumed));
+                            return;
+                        }
+                        if let Some(n) = send_buffer
+                            && let Err(e) = socket2::SockRef::from(&sock).set_send_buffer_size(n)
+                        {
+                            tracing::warn!(error = %e, "cannot size the send buffer");
+                        }
+                        let mut st = s.lock();
+                        if st.conn.is_some() {
+                            tracing::info!(session = %st.session.key(), "session already connected; closing the new connection");
+                            break 'conn;
+                        }
+                        // A second handle for direct writes; without one, every write
+                        // goes through this task.
+                        let direct = {
+                            use std::os::fd::AsFd;
+                            sock.as_fd()
+                                .try_clone_to_owned()
+                                .map(std::net::TcpStream::from)
+                                .ok()
+                        };
+                        st.conn = Some(Bound {
+                            id,
+                            notify: Arc::clone(&notify),
+                            direct,
+                            writing: false,
+                            unsent: Vec::new(),
+                        });
+                        st.session.on_connect(now_millis());
                         // The Logon that bound the session, at once: what follows it is the
                         // session's.
-                        let s = slot.as_ref().expect("bound above");
-                        let mut st = s.lock();
                         let checked = st.session.check(raw);
                         let mut app = self.app.lock().unwrap_or_else(|e| e.into_inner());
                         st.session.on_checked(now_millis(), checked, &mut *app);
+                        drop((app, st));
+                        slot = Some(s);
                         consumed = end;
                     }
                     Framing::NeedMore { discard } => {

@@ -856,14 +856,15 @@ pub fn validate_cached(
             .zip(&msg.fields)
             .all(|(&(_, check), f)| {
                 let dict = match check {
-                    ValueCheck::Any => return !f.value.is_empty(),
-                    ValueCheck::Session => session,
-                    ValueCheck::App => app,
+                    ValueCheck::Any => None,
+                    ValueCheck::Session => Some(session),
+                    ValueCheck::App => Some(app),
                 };
                 !f.value.is_empty()
-                    && dict
-                        .field(f.tag)
-                        .is_some_and(|def| def.check_value(f.value).is_ok())
+                    && dict.is_none_or(|d| {
+                        d.field(f.tag)
+                            .is_some_and(|def| def.check_value(f.value).is_ok())
+                    })
             });
         return if values_ok {
             Ok(())

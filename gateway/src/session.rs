@@ -111,6 +111,17 @@ pub struct Dictionaries {
     pub app: Dictionary,
 }
 
+impl Dictionaries {
+    /// The dictionary a message's body is checked against.
+    pub fn body(&self, msg_type: &[u8]) -> &Dictionary {
+        if is_admin(msg_type) {
+            &self.session
+        } else {
+            &self.app
+        }
+    }
+}
+
 /// Something the shell must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
@@ -629,24 +640,11 @@ impl Session {
         let parsed = Message::parse(raw).map(|msg| {
             // The fields apart: the dictionaries are read while the shape cache is updated.
             let dicts = &*self.dicts;
-            let app = if is_admin(msg.msg_type()) {
-                &dicts.session
-            } else {
-                &dicts.app
-            };
+            let app = dicts.body(msg.msg_type());
             let valid = validate_cached(&msg, &dicts.session, app, &mut self.shapes);
             (msg, valid)
         });
         Checked { parsed }
-    }
-
-    /// The dictionary a message's body is checked against.
-    fn app_dict(&self, msg_type: &[u8]) -> &Dictionary {
-        if is_admin(msg_type) {
-            &self.dicts.session
-        } else {
-            &self.dicts.app
-        }
     }
 
     /// Handles a message [`Session::check`] parsed and validated.
@@ -735,7 +733,7 @@ impl Session {
             return self.disconnect();
         }
         let valid =
-            valid.unwrap_or_else(|| validate(msg, &self.dicts.session, self.app_dict(msg_type)));
+            valid.unwrap_or_else(|| validate(msg, &self.dicts.session, self.dicts.body(msg_type)));
         if let Err(inv) = valid {
             if msg_type == b"A" {
                 tracing::info!(session = %self.settings.key, ?inv, "invalid logon; disconnecting");

@@ -205,12 +205,18 @@ impl Rng {
 }
 
 /// `<nonce>-<id>`, the load generator's ClOrdIDs, written into `buf`.
-fn cl_ord_id(buf: &mut String, nonce: u64, id: u64) -> &str {
+fn cl_ord_id(buf: &mut Vec<u8>, nonce: u64, id: u64) -> &[u8] {
     buf.clear();
-    buf.push_str(itoa::Buffer::new().format(nonce));
-    buf.push('-');
-    buf.push_str(itoa::Buffer::new().format(id));
+    gateway::codec::write_uint(buf, nonce);
+    buf.push(b'-');
+    gateway::codec::write_uint(buf, id);
     buf
+}
+
+/// The id in a ClOrdID [`cl_ord_id`] wrote.
+fn id_of(cl_ord_id: &[u8]) -> Option<u64> {
+    let dash = cl_ord_id.iter().position(|&c| c == b'-')?;
+    gateway::codec::parse_uint(&cl_ord_id[dash + 1..])
 }
 
 fn now_text() -> [u8; 21] {
@@ -491,11 +497,7 @@ async fn session(
                     let [Some(t), Some(cl), exec_type] = ack_fields(raw) else {
                         continue;
                     };
-                    let id = std::str::from_utf8(cl)
-                        .ok()
-                        .and_then(|s| s.split('-').nth(1))
-                        .and_then(|s| s.parse::<u64>().ok());
-                    let Some(id) = id else { continue };
+                    let Some(id) = id_of(cl) else { continue };
                     if exec_type == Some(b"F") {
                         counters.fills.fetch_add(1, Ordering::Relaxed);
                     }
@@ -524,7 +526,7 @@ async fn session(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut out = Vec::with_capacity(1 << 16);
     let mut opens: VecDeque<(u64, usize, u8)> = VecDeque::new();
-    let (mut cl_buf, mut orig_buf) = (String::new(), String::new());
+    let (mut cl_buf, mut orig_buf) = (Vec::new(), Vec::new());
     let mut slice = 0u64;
     let mut sent = 0u64;
     while Instant::now() < end {
@@ -552,8 +554,8 @@ async fn session(
             if roll < args.cancel_pct && !opens.is_empty() || opens.len() > 2_000 {
                 let (orig, s, side) = opens.pop_front().expect("not empty");
                 header(&mut enc, b"F", seq, &ts);
-                enc.str(11, cl)
-                    .str(41, cl_ord_id(&mut orig_buf, nonce, orig))
+                enc.field(11, cl)
+                    .field(41, cl_ord_id(&mut orig_buf, nonce, orig))
                     .str(55, &symbols[s].0)
                     .uint(54, u64::from(side))
                     .field(60, &ts);
@@ -571,7 +573,7 @@ async fn session(
                     reference - offset * tick_size
                 };
                 header(&mut enc, b"D", seq, &ts);
-                enc.str(11, cl)
+                enc.field(11, cl)
                     .str(55, sym)
                     .uint(54, u64::from(side))
                     .field(60, &ts)
@@ -808,7 +810,9 @@ mod tests {
             (Some(&b"8"[..]), Some(&b"7-42"[..]), Some(&b"F"[..]))
         );
         assert_eq!(ack_fields(b"8=FIX.4.4\x0135=9\x01")[1], None);
-        let mut buf = String::new();
-        assert_eq!(cl_ord_id(&mut buf, 12, 345), "12-345");
+        let mut buf = Vec::new();
+        assert_eq!(cl_ord_id(&mut buf, 12, 345), b"12-345");
+        assert_eq!(id_of(b"12-345"), Some(345));
+        assert_eq!(id_of(b"12345"), None);
     }
 }
