@@ -471,11 +471,7 @@ impl Encoder {
     }
 
     fn tag(&mut self, tag: Tag) {
-        if tag < 0 {
-            self.body.push(b'-');
-        }
-        write_uint(&mut self.body, u64::from(tag.unsigned_abs()));
-        self.body.push(b'=');
+        write_tag(&mut self.body, tag);
     }
 
     /// Finishes the message: prepends BeginString and BodyLength, appends CheckSum, and returns
@@ -500,18 +496,90 @@ impl Encoder {
 
 /// Appends the decimal digits of `v`.
 #[inline]
-pub fn write_uint(out: &mut Vec<u8>, mut v: u64) {
-    // The digits pushed last first and turned around in place: copying them from a scratch
-    // array cost a call to memcpy for two or three bytes, for every tag of every message.
+pub fn write_uint(out: &mut Vec<u8>, v: u64) {
+    // Two digits per division from a table into a scratch array, which then goes in as one
+    // fixed-size copy (two stores) cut back to the digits: a push per digit and a reversal,
+    // or a copy of the digits' variable length (a call to memcpy), cost several times more.
+    let n = v.checked_ilog10().map_or(1, |l| l as usize + 1);
+    let mut buf = [b'0'; 20];
+    let mut i = n;
+    let mut v = v;
+    while v >= 100 {
+        let d = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        buf[i] = DIGIT_PAIRS[d];
+        buf[i + 1] = DIGIT_PAIRS[d + 1];
+    }
+    if v >= 10 {
+        let d = v as usize * 2;
+        buf[i - 2] = DIGIT_PAIRS[d];
+        buf[i - 1] = DIGIT_PAIRS[d + 1];
+    } else {
+        buf[i - 1] = b'0' + v as u8;
+    }
     let start = out.len();
-    loop {
-        out.push(b'0' + (v % 10) as u8);
-        v /= 10;
-        if v == 0 {
-            break;
+    out.extend_from_slice(&buf);
+    out.truncate(start + n);
+}
+
+/// "00" to "99", for writing two digits at a time.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
+/// Tags below this have their `tag=` prefix in [`TAG_PREFIXES`].
+const TAG_PREFIX_TABLE: usize = 1024;
+
+/// `tag=` for the tags below [`TAG_PREFIX_TABLE`], the prefix's length in the last byte.
+static TAG_PREFIXES: [[u8; 8]; TAG_PREFIX_TABLE] = {
+    let mut t = [[0u8; 8]; TAG_PREFIX_TABLE];
+    let mut tag = 0;
+    while tag < TAG_PREFIX_TABLE {
+        let digits = if tag >= 1000 {
+            4
+        } else if tag >= 100 {
+            3
+        } else if tag >= 10 {
+            2
+        } else {
+            1
+        };
+        let mut v = tag;
+        let mut i = digits;
+        while i > 0 {
+            i -= 1;
+            t[tag][i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        t[tag][digits] = b'=';
+        t[tag][7] = digits as u8 + 1;
+        tag += 1;
+    }
+    t
+};
+
+/// Appends `tag=` (a negative tag with its minus sign, as it was read).
+#[inline]
+pub fn write_tag(out: &mut Vec<u8>, tag: Tag) {
+    match TAG_PREFIXES.get(tag as usize) {
+        // One 8-byte copy cut back to the prefix: the common tags cost two stores.
+        Some(p) if tag >= 0 => {
+            let start = out.len();
+            out.extend_from_slice(p);
+            out.truncate(start + usize::from(p[7]));
+        }
+        _ => {
+            if tag < 0 {
+                out.push(b'-');
+            }
+            write_uint(out, u64::from(tag.unsigned_abs()));
+            out.push(b'=');
         }
     }
-    out[start..].reverse();
 }
 
 #[cfg(test)]
@@ -574,6 +642,25 @@ mod tests {
     // A Logon as the acceptance suite sends it; CheckSum and BodyLength computed independently.
     const LOGON: &str =
         "8=FIX.4.4|9=63|35=A|34=1|49=TW44|52=20240101-00:00:00.000|56=ISLD|98=0|108=30|10=024|";
+
+    #[test]
+    fn integers_and_tags_are_written_as_decimal_text() {
+        let mut values = vec![0, 1, 9, 10, 99, 100, 101, 999, 1_000, 65_535, u64::MAX];
+        values.extend((0..20).map(|p| 10u64.pow(p)));
+        values.extend((1..20).map(|p| 10u64.pow(p) - 1));
+        for v in values {
+            let mut out = b"x".to_vec();
+            write_uint(&mut out, v);
+            assert_eq!(out, format!("x{v}").into_bytes(), "{v}");
+        }
+        for tag in [
+            0, 1, 9, 10, 35, 99, 100, 553, 999, 1000, 1023, 1024, 5000, 99_999, -1, -42,
+        ] {
+            let mut out = b"|".to_vec();
+            write_tag(&mut out, tag);
+            assert_eq!(out, format!("|{tag}=").into_bytes(), "{tag}");
+        }
+    }
 
     #[test]
     fn golden_logon_parses_with_real_checksum() {

@@ -13,7 +13,6 @@ use engine::{Event, RejectReason};
 use crate::codec::{Message, Tag};
 use crate::session::Outgoing;
 use crate::time::format_utc_millis;
-use std::sync::Arc;
 
 /// The names the engine's dense ids stand for (shared with the reporting store).
 pub use reporting::Names;
@@ -162,8 +161,7 @@ impl Fields {
         Fields(Vec::with_capacity(fields * 12))
     }
     fn tag(&mut self, tag: Tag) {
-        crate::codec::write_uint(&mut self.0, u64::from(tag.unsigned_abs()));
-        self.0.push(b'=');
+        crate::codec::write_tag(&mut self.0, tag);
     }
     fn price(&mut self, tag: Tag, units: i64) -> &mut Self {
         self.tag(tag);
@@ -479,9 +477,8 @@ pub fn gateway_mass_cancel_reject(
 
 fn outgoing(msg_type: &[u8], f: Fields) -> Outgoing {
     Outgoing {
-        msg_type: msg_type.to_vec(),
-        fields: Vec::new(),
-        encoded: vec![Arc::from(f.0)],
+        body: f.0,
+        ..Outgoing::new(msg_type, Vec::new())
     }
 }
 

@@ -12,6 +12,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::codec::{Encoder, Message, Tag, tags};
 use crate::dictionary::{Dictionary, Invalid, RejectReason, ShapeCache, validate, validate_cached};
 use crate::store::MessageStore;
@@ -136,21 +138,38 @@ pub enum Output {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outgoing {
     /// MsgType.
-    pub msg_type: Vec<u8>,
+    pub msg_type: SmallVec<[u8; 4]>,
     /// Fields in order.
     pub fields: Vec<(Tag, Vec<u8>)>,
     /// Body fields already encoded (`tag=value<SOH>`...), written after `fields`: pieces shared
     /// by many messages, such as a market-data update sent to every subscriber of a view.
-    pub encoded: Vec<Arc<[u8]>>,
+    pub encoded: SmallVec<[Arc<[u8]>; 1]>,
+    /// Body fields already encoded and this message's own (an execution report), written last.
+    pub body: Vec<u8>,
+}
+
+/// Body fields already encoded, as [`Outgoing`] carries them.
+#[derive(Clone, Copy)]
+struct Encoded<'a> {
+    shared: &'a [Arc<[u8]>],
+    own: &'a [u8],
+}
+
+impl Encoded<'_> {
+    const NONE: Encoded<'static> = Encoded {
+        shared: &[],
+        own: &[],
+    };
 }
 
 impl Outgoing {
     /// A message of `msg_type` with these fields.
     pub fn new(msg_type: &[u8], fields: Vec<(Tag, Vec<u8>)>) -> Outgoing {
         Outgoing {
-            msg_type: msg_type.to_vec(),
+            msg_type: SmallVec::from_slice(msg_type),
             fields,
-            encoded: Vec::new(),
+            encoded: SmallVec::new(),
+            body: Vec::new(),
         }
     }
 }
@@ -384,10 +403,11 @@ impl Session {
         header: &[(Tag, &[u8])],
         body: &[(Tag, &[u8])],
     ) {
-        self.send_encoded(now, msg_type, seq, header, body, &[]);
+        self.send_encoded(now, msg_type, seq, header, body, Encoded::NONE);
     }
 
-    /// [`Session::send_raw`] with body fields already encoded, written after `body`.
+    /// [`Session::send_raw`] with body fields already encoded, written after `body`: shared
+    /// pieces, then the message's own.
     fn send_encoded(
         &mut self,
         now: Millis,
@@ -395,7 +415,7 @@ impl Session {
         seq: Option<u64>,
         header: &[(Tag, &[u8])],
         body: &[(Tag, &[u8])],
-        encoded: &[Arc<[u8]>],
+        encoded: Encoded<'_>,
     ) {
         let n = seq.unwrap_or_else(|| self.store.next_sender());
         let s = &self.settings.key;
@@ -411,9 +431,10 @@ impl Session {
         for (t, v) in body {
             self.enc.field(*t, v);
         }
-        for piece in encoded {
+        for piece in encoded.shared {
             self.enc.encoded(piece);
         }
+        self.enc.encoded(encoded.own);
         let bytes = self.enc.finish(s.begin_string.as_bytes()).to_vec();
         if seq.is_none() {
             let saved = if self.settings.persist_messages {
@@ -455,7 +476,11 @@ impl Session {
             .map(|(t, v)| (*t, v.as_slice()))
             .collect();
         let body: Vec<(Tag, &[u8])> = body.into_iter().map(|(t, v)| (*t, v.as_slice())).collect();
-        self.send_encoded(now, &msg.msg_type, None, &header, &body, &msg.encoded);
+        let encoded = Encoded {
+            shared: &msg.encoded,
+            own: &msg.body,
+        };
+        self.send_encoded(now, &msg.msg_type, None, &header, &body, encoded);
     }
 
     fn generate_logon(&mut self, now: Millis, heart_bt_int: &[u8]) {

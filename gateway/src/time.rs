@@ -3,6 +3,8 @@
 //! Time inside the session layer is a plain number (milliseconds since the Unix epoch) passed
 //! in by the caller, so the state machine is deterministic and testable.
 
+use std::cell::Cell;
+
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
 
@@ -53,9 +55,32 @@ fn put2(out: &mut [u8], v: i64) {
 
 /// Formats `YYYYMMDD-HH:MM:SS.sss`.
 pub fn format_utc_millis(ms: Millis) -> [u8; 21] {
-    let mut out = *b"00000000-00:00:00.000";
     let secs = ms.div_euclid(1000);
     let milli = ms.rem_euclid(1000);
+    // Every message carries a timestamp and most fall in the second before theirs: the
+    // calendar part is formatted once per second and thread, only the milliseconds each time.
+    let mut out = LAST_SECOND.with(|last| match last.get() {
+        (s, text) if s == secs => text,
+        _ => {
+            let text = format_second(secs);
+            last.set((secs, text));
+            text
+        }
+    });
+    out[18] = b'0' + (milli / 100) as u8;
+    out[19] = b'0' + (milli / 10 % 10) as u8;
+    out[20] = b'0' + (milli % 10) as u8;
+    out
+}
+
+thread_local! {
+    /// The last second [`format_utc_millis`] formatted on this thread, and its text.
+    static LAST_SECOND: Cell<(i64, [u8; 21])> = const { Cell::new((i64::MIN, [0; 21])) };
+}
+
+/// `YYYYMMDD-HH:MM:SS.000` for a second since the epoch.
+fn format_second(secs: i64) -> [u8; 21] {
+    let mut out = *b"00000000-00:00:00.000";
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);
     put2(&mut out[0..2], y / 100);
@@ -65,9 +90,6 @@ pub fn format_utc_millis(ms: Millis) -> [u8; 21] {
     put2(&mut out[9..11], sod / 3600);
     put2(&mut out[12..14], sod / 60 % 60);
     put2(&mut out[15..17], sod % 60);
-    out[18] = b'0' + (milli / 100) as u8;
-    out[19] = b'0' + (milli / 10 % 10) as u8;
-    out[20] = b'0' + (milli % 10) as u8;
     out
 }
 
@@ -174,5 +196,29 @@ mod tests {
         for ms in [0, 1, 86_399_999, 951_782_400_000, 4_102_444_800_000] {
             assert_eq!(parse_utc_timestamp(&format_utc_millis(ms)), Some(ms));
         }
+    }
+
+    #[test]
+    fn the_remembered_second_never_leaks_into_another() {
+        // Within a second, across seconds, days and years, backwards, and before the epoch.
+        let base = parse_utc_timestamp(b"20241231-23:59:59.000").unwrap();
+        for ms in [
+            base,
+            base + 1,
+            base + 999,
+            base + 1_000,
+            base + 999,
+            base - 1,
+            base + 86_400_000,
+            -1,
+            -1_000,
+            0,
+            base + 998,
+        ] {
+            let text = format_utc_millis(ms);
+            assert_eq!(parse_utc_timestamp(&text), Some(ms), "{ms}");
+        }
+        assert_eq!(&format_utc_millis(base + 1_000), b"20250101-00:00:00.000");
+        assert_eq!(&format_utc_millis(-1), b"19691231-23:59:59.999");
     }
 }

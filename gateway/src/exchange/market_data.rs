@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap;
 use super::Stamped;
 use super::order_entry::OrderEntry;
 use crate::acceptor::Acceptor;
-use crate::codec::{Message, SOH, Tag, write_uint};
+use crate::codec::{Message, SOH, Tag, write_tag, write_uint};
 use crate::reports::write_price;
 use crate::session::{Outgoing, SessionKey};
 use crate::time::format_utc_millis;
@@ -144,22 +144,19 @@ pub fn reject(req_id: &str, reason: Option<u8>, text: &str) -> Outgoing {
 }
 
 fn put(b: &mut Vec<u8>, tag: Tag, value: &[u8]) {
-    write_uint(b, tag.unsigned_abs().into());
-    b.push(b'=');
+    write_tag(b, tag);
     b.extend_from_slice(value);
     b.push(SOH);
 }
 
 fn put_price(b: &mut Vec<u8>, tag: Tag, units: i64) {
-    write_uint(b, tag.unsigned_abs().into());
-    b.push(b'=');
+    write_tag(b, tag);
     write_price(b, units);
     b.push(SOH);
 }
 
 fn put_uint(b: &mut Vec<u8>, tag: Tag, value: u64) {
-    write_uint(b, tag.unsigned_abs().into());
-    b.push(b'=');
+    write_tag(b, tag);
     write_uint(b, value);
     b.push(SOH);
 }
