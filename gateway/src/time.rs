@@ -122,33 +122,58 @@ pub fn parse_date(b: &[u8]) -> Option<i64> {
 
 /// Parses `HH:MM:SS[.f...]` into milliseconds since midnight.
 pub fn parse_time_only(b: &[u8]) -> Option<Millis> {
-    if b.len() < 8 || b[2] != b':' || b[5] != b':' {
+    Some(parse_whole_seconds(b.get(..8)?)? + parse_fraction(&b[8..])?)
+}
+
+/// `HH:MM:SS` in milliseconds since midnight.
+fn parse_whole_seconds(b: &[u8]) -> Option<Millis> {
+    if b.len() != 8 || b[2] != b':' || b[5] != b':' {
         return None;
     }
     let (h, mi, s) = (num(&b[0..2])?, num(&b[3..5])?, num(&b[6..8])?);
     if h > 23 || mi > 59 || s > 60 {
         return None;
     }
-    let frac = match &b[8..] {
-        [] => 0,
+    Some(((h * 60 + mi) * 60 + s) * 1000)
+}
+
+/// What follows whole seconds: nothing, or `.` and one to nine digits; in milliseconds.
+fn parse_fraction(b: &[u8]) -> Option<Millis> {
+    match b {
+        [] => Some(0),
         [b'.', digits @ ..] if !digits.is_empty() && digits.len() <= 9 => {
             let n = num(digits)?;
             let scale = 10i64.pow(digits.len() as u32);
-            n * 1000 / scale
+            Some(n * 1000 / scale)
         }
-        _ => return None,
-    };
-    Some(((h * 60 + mi) * 60 + s) * 1000 + frac)
+        _ => None,
+    }
 }
 
 /// Parses `YYYYMMDD-HH:MM:SS[.f...]` into milliseconds since the epoch.
 pub fn parse_utc_timestamp(b: &[u8]) -> Option<Millis> {
-    if b.len() < 17 || b[8] != b'-' {
-        return None;
-    }
-    let days = parse_date(&b[..8])?;
-    let t = parse_time_only(&b[9..])?;
-    Some(days * 86_400_000 + t)
+    let head: [u8; 17] = b.get(..17)?.try_into().ok()?;
+    let fraction = parse_fraction(&b[17..])?;
+    // A session's messages carry a few timestamps each, nearly all in the same second as the
+    // one before: the calendar part is parsed once per second and thread.
+    let second = LAST_PARSED.with(|last| match last.get() {
+        Some((h, v)) if h == head => Some(v),
+        _ => {
+            if head[8] != b'-' {
+                return None;
+            }
+            let v = parse_date(&head[..8])? * 86_400_000 + parse_whole_seconds(&head[9..])?;
+            last.set(Some((head, v)));
+            Some(v)
+        }
+    })?;
+    Some(second + fraction)
+}
+
+thread_local! {
+    /// The last `YYYYMMDD-HH:MM:SS` [`parse_utc_timestamp`] accepted on this thread, and its
+    /// value.
+    static LAST_PARSED: Cell<Option<([u8; 17], Millis)>> = const { Cell::new(None) };
 }
 
 /// Today's date in UTC as YYYYMMDD.
@@ -219,6 +244,22 @@ mod tests {
             assert_eq!(parse_utc_timestamp(&text), Some(ms), "{ms}");
         }
         assert_eq!(&format_utc_millis(base + 1_000), b"20250101-00:00:00.000");
+        // The parser's remembered second: a good one, then bad ones sharing its first bytes.
+        let good = b"20241231-23:59:59.250";
+        assert_eq!(parse_utc_timestamp(good), Some(base + 250));
+        for bad in [
+            &b"20241231-23:59:59."[..],
+            b"20241231-23:59:59.x",
+            b"20241231-23:59:59.1234567890",
+            b"20241231-23:59:59 ",
+            b"20241231-23:59:5",
+            b"20241231-23:59:60",
+        ] {
+            let expected = (bad == b"20241231-23:59:60").then_some(base + 1_000);
+            assert_eq!(parse_utc_timestamp(bad), expected, "{bad:?}");
+        }
+        assert_eq!(parse_utc_timestamp(good), Some(base + 250));
+        assert_eq!(parse_utc_timestamp(&[0; 17]), None);
         assert_eq!(&format_utc_millis(-1), b"19691231-23:59:59.999");
     }
 }
