@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 
 use crate::codec::{Framing, Message, frame, tags};
-use crate::session::{Application, Checked, Outgoing, Output, Session, SessionKey};
+use crate::session::{Application, Checked, Outgoing, Session, SessionKey};
 use crate::time::now_millis;
 use smallvec::SmallVec;
 
@@ -72,22 +72,19 @@ impl Bound {
             return;
         };
         let mut sock = sock;
-        while let Some(bytes) = session.poll_send() {
-            let mut done = 0;
-            while done < bytes.len() {
-                match sock.write(&bytes[done..]) {
-                    Ok(0) => break,
-                    Ok(n) => done += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    // Full, or broken: the task finds out and deals with it.
-                    Err(_) => break,
-                }
-            }
-            if done < bytes.len() {
-                self.unsent.extend_from_slice(&bytes[done..]);
-                break;
+        let bytes = session.sendable();
+        let mut done = 0;
+        while done < bytes.len() {
+            match sock.write(&bytes[done..]) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // Full, or broken: the task finds out and deals with it.
+                Err(_) => break,
             }
         }
+        self.unsent.extend_from_slice(&bytes[done..]);
+        session.consume_sendable();
         if !self.unsent.is_empty() || session.pending() > 0 {
             self.notify.notify_one();
         }
@@ -440,15 +437,9 @@ impl<A: Application + Send + 'static> Acceptor<A> {
                 if let Some(b) = conn.as_mut() {
                     out.append(&mut b.unsent);
                 }
-                while let Some(o) = session.poll() {
-                    match o {
-                        Output::Send(b) => out.extend_from_slice(&b),
-                        Output::Disconnect => {
-                            disconnect = true;
-                            break;
-                        }
-                    }
-                }
+                out.extend_from_slice(session.sendable());
+                session.consume_sendable();
+                disconnect = session.take_disconnect();
                 if let Some(b) = conn.as_mut() {
                     b.writing = !out.is_empty();
                 }

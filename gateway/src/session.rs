@@ -133,6 +133,15 @@ pub enum Output {
     Disconnect,
 }
 
+/// An entry of a session's outbound queue.
+#[derive(Clone, Copy, Debug)]
+enum Queued {
+    /// A message of this many bytes, next in the session's outbound buffer.
+    Send(usize),
+    /// Close the connection.
+    Disconnect,
+}
+
 /// An application message to send: MsgType and fields (header fields such as PossResend or
 /// routing fields may be included; they are placed in the header).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -243,9 +252,13 @@ pub struct Session {
     dicts: Arc<Dictionaries>,
     store: Box<dyn MessageStore>,
     c: Conn,
-    out: VecDeque<Output>,
-    /// Bytes of the `Send` outputs in `out`.
-    out_bytes: usize,
+    /// What waits to leave, in order.
+    out: VecDeque<Queued>,
+    /// The queued messages' bytes, back to back; those before `out_read` have left. One
+    /// buffer rather than one per message: a report then costs no allocation here, and none
+    /// to free on the connection's thread that writes it.
+    out_buf: Vec<u8>,
+    out_read: usize,
     enc: Encoder,
     /// Shapes of this session's inbound messages that passed the structural checks.
     shapes: ShapeCache,
@@ -271,7 +284,8 @@ impl Session {
             store,
             c: Conn::default(),
             out: VecDeque::new(),
-            out_bytes: 0,
+            out_buf: Vec::new(),
+            out_read: 0,
             enc: Encoder::new(),
             shapes: ShapeCache::default(),
         }
@@ -310,35 +324,80 @@ impl Session {
     /// Takes the next output. Messages saved but not yet written to the store are written
     /// first: nothing leaves for the socket before the store has it.
     pub fn poll(&mut self) -> Option<Output> {
-        if matches!(self.out.front(), Some(Output::Send(_)))
-            && let Err(e) = self.store.flush()
-        {
-            self.out.clear();
-            self.out_bytes = 0;
-            self.store_failed(e);
+        self.flush_before_sending();
+        match self.out.pop_front()? {
+            Queued::Send(n) => {
+                let bytes = self.out_buf[self.out_read..self.out_read + n].to_vec();
+                self.advance(n);
+                Some(Output::Send(bytes))
+            }
+            Queued::Disconnect => Some(Output::Disconnect),
         }
-        let o = self.out.pop_front();
-        if let Some(Output::Send(b)) = &o {
-            self.out_bytes -= b.len();
-        }
-        o
     }
 
-    /// The next message to write, like [`Session::poll`] but leaving a disconnect (and what
-    /// follows it) in the queue for the connection to act on.
-    pub fn poll_send(&mut self) -> Option<Vec<u8>> {
-        if !matches!(self.out.front(), Some(Output::Send(_))) {
-            return None;
+    /// The bytes of every message at the head of the queue (up to a disconnect, if one is
+    /// queued), back to back, once the store has them: what [`Session::poll`] would hand out
+    /// one `Send` at a time. They stay queued until [`Session::consume_sendable`].
+    pub fn sendable(&mut self) -> &[u8] {
+        self.flush_before_sending();
+        let n: usize = self
+            .out
+            .iter()
+            .map_while(|q| match q {
+                Queued::Send(n) => Some(*n),
+                Queued::Disconnect => None,
+            })
+            .sum();
+        &self.out_buf[self.out_read..self.out_read + n]
+    }
+
+    /// Drops from the queue the messages [`Session::sendable`] returned.
+    pub fn consume_sendable(&mut self) {
+        let mut n = 0;
+        while let Some(Queued::Send(len)) = self.out.front() {
+            n += len;
+            self.out.pop_front();
         }
-        match self.poll() {
-            Some(Output::Send(b)) => Some(b),
-            // The store failed: the queue now ends in a disconnect.
-            Some(Output::Disconnect) => {
-                self.out.push_front(Output::Disconnect);
-                None
-            }
-            None => None,
+        self.advance(n);
+    }
+
+    /// Takes a disconnect at the head of the queue, if there is one.
+    pub fn take_disconnect(&mut self) -> bool {
+        let at_head = matches!(self.out.front(), Some(Queued::Disconnect));
+        if at_head {
+            self.out.pop_front();
         }
+        at_head
+    }
+
+    /// Nothing leaves for the socket before the store has it; if the store fails, nothing
+    /// leaves and the session disconnects.
+    fn flush_before_sending(&mut self) {
+        if matches!(self.out.front(), Some(Queued::Send(_)))
+            && let Err(e) = self.store.flush()
+        {
+            self.clear_out();
+            self.store_failed(e);
+        }
+    }
+
+    /// Marks `n` more bytes of the outbound buffer as gone.
+    fn advance(&mut self, n: usize) {
+        self.out_read += n;
+        if self.out_read == self.out_buf.len() {
+            self.out_buf.clear();
+            self.out_read = 0;
+        } else if self.out_read >= 1 << 16 && self.out_read * 2 >= self.out_buf.len() {
+            // A queue that never empties still reuses its buffer's front.
+            self.out_buf.drain(..self.out_read);
+            self.out_read = 0;
+        }
+    }
+
+    fn clear_out(&mut self) {
+        self.out.clear();
+        self.out_buf.clear();
+        self.out_read = 0;
     }
 
     /// Writes the messages saved since the last flush to the store (a failure disconnects).
@@ -355,7 +414,7 @@ impl Session {
 
     /// Bytes of the messages waiting to be written.
     pub fn pending_bytes(&self) -> usize {
-        self.out_bytes
+        self.out_buf.len() - self.out_read
     }
 
     /// A connection was attached to this session.
@@ -372,8 +431,7 @@ impl Session {
     pub fn on_disconnect(&mut self, app: &mut dyn Application) {
         let was_logged_on = self.is_logged_on();
         self.c = Conn::default();
-        self.out.clear();
-        self.out_bytes = 0;
+        self.clear_out();
         if was_logged_on {
             app.on_logout(&self.settings.key);
         }
@@ -382,7 +440,7 @@ impl Session {
     fn disconnect(&mut self) {
         if !self.c.disconnecting {
             self.c.disconnecting = true;
-            self.out.push_back(Output::Disconnect);
+            self.out.push_back(Queued::Disconnect);
         }
     }
 
@@ -435,10 +493,13 @@ impl Session {
             self.enc.encoded(piece);
         }
         self.enc.encoded(encoded.own);
-        let bytes = self.enc.finish(s.begin_string.as_bytes()).to_vec();
+        let admin_now = matches!(msg_type, b"A" | b"5" | b"2" | b"4" | b"3" | b"0" | b"1");
+        let deliver =
+            self.c.connected && !self.c.disconnecting && (self.is_logged_on() || admin_now);
+        let bytes = self.enc.finish(s.begin_string.as_bytes());
         if seq.is_none() {
             let saved = if self.settings.persist_messages {
-                self.store.save(n, &bytes)
+                self.store.save(n, bytes)
             } else {
                 Ok(())
             };
@@ -446,20 +507,26 @@ impl Session {
                 return self.store_failed(e);
             }
         }
-        let admin_now = matches!(msg_type, b"A" | b"5" | b"2" | b"4" | b"3" | b"0" | b"1");
-        if self.c.connected && !self.c.disconnecting && (self.is_logged_on() || admin_now) {
-            self.push_send(now, bytes);
+        if deliver {
+            // The encoder's buffer straight into the queue's (fields apart: no copy between).
+            self.out_buf.extend_from_slice(bytes);
+            self.out.push_back(Queued::Send(bytes.len()));
+            self.queued(now);
         }
     }
 
-    fn push_send(&mut self, now: Millis, bytes: Vec<u8>) {
+    fn push_send(&mut self, now: Millis, bytes: &[u8]) {
+        self.out_buf.extend_from_slice(bytes);
+        self.out.push_back(Queued::Send(bytes.len()));
+        self.queued(now);
+    }
+
+    /// After a message joined the queue: a reader too slow for the queue's bound is cut off.
+    fn queued(&mut self, now: Millis) {
         self.c.last_sent = now;
-        self.out_bytes += bytes.len();
-        self.out.push_back(Output::Send(bytes));
         if self.out.len() > self.settings.max_outbound_queue {
             tracing::warn!(session = %self.settings.key, queued = self.out.len(), "slow consumer: disconnecting");
-            self.out.clear();
-            self.out_bytes = 0;
+            self.clear_out();
             self.disconnect();
         }
     }
@@ -1031,7 +1098,7 @@ impl Session {
                     self.generate_sequence_reset(now, g, *seq);
                 }
                 let resent = self.possdup_copy(now, &m);
-                self.push_send(now, resent);
+                self.push_send(now, &resent);
             }
             current = seq + 1;
             last_seq = *seq;

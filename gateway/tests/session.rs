@@ -258,6 +258,48 @@ fn a_slow_consumer_is_disconnected() {
 }
 
 #[test]
+fn the_sendable_bytes_are_the_polled_messages_back_to_back() {
+    let sent_by = |take_all: bool| {
+        let mut s = Session::new(settings(|_| {}), dicts(), Box::new(MemoryStore::default()));
+        logon(&mut s, T0, 1, &[]);
+        let mut bytes = Vec::new();
+        for round in 0..3 {
+            for i in 0..=round {
+                s.send_app(T0, &report(&format!("E{round}-{i}")));
+            }
+            if take_all {
+                bytes.extend_from_slice(s.sendable());
+                s.consume_sendable();
+            } else {
+                while let Some(Output::Send(b)) = s.poll() {
+                    bytes.extend_from_slice(&b);
+                }
+            }
+            assert_eq!(s.pending(), 0);
+            assert_eq!(s.pending_bytes(), 0);
+        }
+        (bytes, s)
+    };
+    let (polled, _) = sent_by(false);
+    let (taken, mut s) = sent_by(true);
+    assert_eq!(taken, polled);
+    assert!(!polled.is_empty());
+    // A disconnect stays queued behind what may still be written, and is taken once.
+    s.send_app(T0, &report("last"));
+    s.on_message(T0, &msg(T0, 2, "5", &[]), &mut Null);
+    let before = s.pending_bytes();
+    assert!(
+        before > 0 && s.sendable().len() == before,
+        "the report and the Logout"
+    );
+    assert!(!s.take_disconnect(), "messages come first");
+    s.consume_sendable();
+    assert!(s.take_disconnect());
+    assert!(!s.take_disconnect());
+    assert!(s.sendable().is_empty());
+}
+
+#[test]
 fn shutdown_logout_handshake() {
     let mut s = Session::new(settings(|_| {}), dicts(), Box::new(MemoryStore::default()));
     logon(&mut s, T0, 1, &[]);

@@ -144,6 +144,7 @@ pub fn run_with(
             }
         }
         let committed = progress.committed.load(Ordering::Acquire);
+        let mut read = 0;
         if rows.len() < MAX_ROWS {
             records.clear();
             let polled = follower.poll(committed, 4096, |r| records.push(*r));
@@ -156,10 +157,13 @@ pub fn run_with(
                 }
                 events.clear();
             });
-            if let Err(e) = polled {
-                tracing::error!(error = %e, "reporting stopped: the journal cannot be read");
-                progress.failed.store(true, Ordering::Release);
-                return;
+            match polled {
+                Ok(n) => read = n,
+                Err(e) => {
+                    tracing::error!(error = %e, "reporting stopped: the journal cannot be read");
+                    progress.failed.store(true, Ordering::Release);
+                    return;
+                }
             }
         }
         let caught_up = follower.next_seq() > committed;
@@ -185,6 +189,10 @@ pub fn run_with(
             if stopping && follower.next_seq() > progress.committed.load(Ordering::Acquire) {
                 return;
             }
+            std::thread::sleep(Duration::from_millis(2));
+        } else if read == 0 && !caught_up {
+            // Committed records that cannot be read (a journal removed under a running
+            // exchange): wait for them rather than spin on the directory.
             std::thread::sleep(Duration::from_millis(2));
         }
     }
