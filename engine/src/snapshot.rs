@@ -17,7 +17,7 @@
 //! older one or a full replay.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::wire::{self, Field};
@@ -199,24 +199,30 @@ pub fn write(
     sections: &[([u8; 4], &[u8])],
 ) -> Result<PathBuf, SnapshotError> {
     fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let mut b = Vec::with_capacity(HEADER + sections.iter().map(|s| 12 + s.1.len()).sum::<usize>());
-    b.extend_from_slice(MAGIC);
-    b.extend_from_slice(&VERSION.to_le_bytes());
-    b.extend_from_slice(&(sections.len() as u32).to_le_bytes());
-    b.extend_from_slice(&seq.to_le_bytes());
-    b.extend_from_slice(&timestamp.to_le_bytes());
-    b.extend_from_slice(&fingerprint.to_le_bytes());
-    for (name, bytes) in sections {
-        b.extend_from_slice(name);
-        b.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-        b.extend_from_slice(bytes);
-    }
-    let crc = crc32c::crc32c(&b);
-    b.extend_from_slice(&crc.to_le_bytes());
+    let mut header = Vec::with_capacity(HEADER);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&VERSION.to_le_bytes());
+    header.extend_from_slice(&(sections.len() as u32).to_le_bytes());
+    header.extend_from_slice(&seq.to_le_bytes());
+    header.extend_from_slice(&timestamp.to_le_bytes());
+    header.extend_from_slice(&fingerprint.to_le_bytes());
     let path = dir.join(format!("{seq:020}{SUFFIX}"));
     let tmp = dir.join(format!("{seq:020}{SUFFIX}.tmp"));
-    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(&b).map_err(io_err(&tmp))?;
+    let f = File::create(&tmp).map_err(io_err(&tmp))?;
+    // Written piece by piece, the CRC computed along: the sections are not copied into one
+    // buffer first (a second copy of tens of MB, faulted in page by page).
+    let mut w = Paced::new(&f);
+    let written = (|| {
+        w.put(&header)?;
+        for (name, bytes) in sections {
+            w.put(name)?;
+            w.put(&(bytes.len() as u64).to_le_bytes())?;
+            w.put(bytes)?;
+        }
+        let crc = w.crc;
+        w.put(&crc.to_le_bytes())
+    })();
+    written.map_err(io_err(&tmp))?;
     f.sync_all().map_err(io_err(&tmp))?;
     drop(f);
     fs::rename(&tmp, &path).map_err(io_err(&path))?;
@@ -224,6 +230,67 @@ pub fn write(
         .and_then(|d| d.sync_all())
         .map_err(io_err(dir))?;
     Ok(path)
+}
+
+/// A snapshot file being written: in order, with its CRC32C so far, a mebibyte at a time on
+/// the device before the next is written.
+///
+/// The journal's syncs wait behind whatever the device has queued: a snapshot (tens of MB)
+/// written at once and then synced made the commits beside it take 60-110 ms at the peak;
+/// paced, they wait behind one chunk at most. The `sync_all` after it still makes the whole
+/// file durable.
+struct Paced<'a> {
+    f: &'a File,
+    at: u64,
+    synced: u64,
+    crc: u32,
+}
+
+impl<'a> Paced<'a> {
+    const CHUNK: u64 = 1 << 20;
+
+    fn new(f: &'a File) -> Paced<'a> {
+        Paced {
+            f,
+            at: 0,
+            synced: 0,
+            crc: 0,
+        }
+    }
+
+    fn put(&mut self, b: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.crc = crc32c::crc32c_append(self.crc, b);
+        for chunk in b.chunks(Self::CHUNK as usize) {
+            self.f.write_all_at(chunk, self.at)?;
+            self.at += chunk.len() as u64;
+            if self.at - self.synced >= Self::CHUNK {
+                self.write_out();
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts what was written since the last call on the device and waits for it.
+    fn write_out(&mut self) {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a plain system call on an open descriptor over a range just written. A
+            // failure only loses the pacing (the `sync_all` that follows syncs it all).
+            unsafe {
+                libc::sync_file_range(
+                    self.f.as_raw_fd(),
+                    self.synced as libc::off64_t,
+                    (self.at - self.synced) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                        | libc::SYNC_FILE_RANGE_WRITE
+                        | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                );
+            }
+        }
+        self.synced = self.at;
+    }
 }
 
 /// Reads and checks one snapshot file.
@@ -383,6 +450,31 @@ mod tests {
             list(&dir).unwrap().iter().map(|s| s.0).collect::<Vec<_>>(),
             [30]
         );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sections_larger_than_a_write_chunk_read_back_whole() {
+        let dir = temp_dir("chunks");
+        // Sections across, below and exactly at the chunk size, in one file.
+        let chunk = Paced::CHUNK as usize;
+        let big: Vec<u8> = (0..chunk * 2 + 12_345)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let exact: Vec<u8> = (0..chunk).map(|i| (i % 13) as u8).collect();
+        let p = write(
+            &dir,
+            42,
+            9,
+            3,
+            &[(*b"ENGN", &big), (*b"TINY", b"x"), (*b"FEED", &exact)],
+        )
+        .unwrap();
+        let s = read(&p).unwrap();
+        assert_eq!((s.seq, s.timestamp), (42, 9));
+        assert_eq!(s.section(b"ENGN"), Some(&big[..]));
+        assert_eq!(s.section(b"TINY"), Some(&b"x"[..]));
+        assert_eq!(s.section(b"FEED"), Some(&exact[..]));
         fs::remove_dir_all(&dir).unwrap();
     }
 

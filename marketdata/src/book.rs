@@ -30,19 +30,28 @@ pub struct BookOrder {
     pub qty: Qty,
 }
 
-#[derive(Default, Debug)]
+/// No order: the end of a level's queue.
+const NIL: u32 = u32::MAX;
+
+/// A price level: its total and its queue of orders (slots in the book's slab, linked both
+/// ways, in time priority), so that an order joins or leaves it in constant time.
+#[derive(Debug)]
 struct PriceLevel {
     qty: Qty,
-    /// Orders by arrival rank: iteration order is time priority.
-    orders: BTreeMap<u64, OrderId>,
+    orders: u32,
+    head: u32,
+    tail: u32,
 }
 
+/// A resting order in the slab, with its neighbours in its level's queue.
 #[derive(Clone, Copy, Debug)]
-struct Resting {
+struct Node {
+    id: OrderId,
     side: Side,
     price: Price,
     qty: Qty,
-    rank: u64,
+    prev: u32,
+    next: u32,
 }
 
 /// One instrument's book.
@@ -50,8 +59,11 @@ struct Resting {
 pub struct OrderBook {
     bids: BTreeMap<Price, PriceLevel>,
     asks: BTreeMap<Price, PriceLevel>,
-    orders: FxHashMap<OrderId, Resting>,
-    next_rank: u64,
+    /// Each resting order's slot in `nodes`.
+    orders: FxHashMap<OrderId, u32>,
+    nodes: Vec<Node>,
+    /// Slots of `nodes` free for reuse.
+    free: Vec<u32>,
 }
 
 impl OrderBook {
@@ -69,73 +81,104 @@ impl OrderBook {
         }
     }
 
+    fn book_order(n: &Node) -> BookOrder {
+        BookOrder {
+            id: n.id,
+            side: n.side,
+            price: n.price,
+            qty: n.qty,
+        }
+    }
+
     /// Adds an order at the back of its price level.
     pub fn add(&mut self, id: OrderId, side: Side, price: Price, qty: Qty) {
         if qty == 0 || self.orders.contains_key(&id) {
             return;
         }
-        let rank = self.next_rank;
-        self.next_rank += 1;
-        self.orders.insert(
+        let node = Node {
             id,
-            Resting {
-                side,
-                price,
-                qty,
-                rank,
-            },
-        );
-        let level = self.side_mut(side).entry(price).or_default();
+            side,
+            price,
+            qty,
+            prev: NIL,
+            next: NIL,
+        };
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.nodes[s as usize] = node;
+                s
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        self.orders.insert(id, slot);
+        let level = self.side_mut(side).entry(price).or_insert(PriceLevel {
+            qty: 0,
+            orders: 0,
+            head: NIL,
+            tail: NIL,
+        });
         level.qty += qty;
-        level.orders.insert(rank, id);
+        level.orders += 1;
+        let tail = std::mem::replace(&mut level.tail, slot);
+        if tail == NIL {
+            level.head = slot;
+        } else {
+            self.nodes[tail as usize].next = slot;
+            self.nodes[slot as usize].prev = tail;
+        }
     }
 
     /// Sets an order's resting quantity in place (keeping its priority); 0 removes it.
     /// Returns the order as it was, if it was in the book.
     pub fn set_qty(&mut self, id: OrderId, qty: Qty) -> Option<BookOrder> {
-        let r = *self.orders.get(&id)?;
         if qty == 0 {
             return self.remove(id);
         }
-        self.orders.get_mut(&id)?.qty = qty;
-        if let Some(level) = self.side_mut(r.side).get_mut(&r.price) {
-            level.qty = level.qty - r.qty + qty;
+        let slot = *self.orders.get(&id)?;
+        let n = &mut self.nodes[slot as usize];
+        let was = Self::book_order(n);
+        n.qty = qty;
+        if let Some(level) = self.side_mut(was.side).get_mut(&was.price) {
+            level.qty = level.qty - was.qty + qty;
         }
-        Some(BookOrder {
-            id,
-            side: r.side,
-            price: r.price,
-            qty: r.qty,
-        })
+        Some(was)
     }
 
     /// Removes an order; returns it as it was.
     pub fn remove(&mut self, id: OrderId) -> Option<BookOrder> {
-        let r = self.orders.remove(&id)?;
-        let book = self.side_mut(r.side);
-        if let Some(level) = book.get_mut(&r.price) {
-            level.qty -= r.qty;
-            level.orders.remove(&r.rank);
-            if level.orders.is_empty() {
-                book.remove(&r.price);
+        let slot = self.orders.remove(&id)?;
+        let n = self.nodes[slot as usize];
+        if n.prev != NIL {
+            self.nodes[n.prev as usize].next = n.next;
+        }
+        if n.next != NIL {
+            self.nodes[n.next as usize].prev = n.prev;
+        }
+        self.free.push(slot);
+        let book = self.side_mut(n.side);
+        if let Some(level) = book.get_mut(&n.price) {
+            level.qty -= n.qty;
+            level.orders -= 1;
+            if level.head == slot {
+                level.head = n.next;
+            }
+            if level.tail == slot {
+                level.tail = n.prev;
+            }
+            if level.orders == 0 {
+                book.remove(&n.price);
             }
         }
-        Some(BookOrder {
-            id,
-            side: r.side,
-            price: r.price,
-            qty: r.qty,
-        })
+        Some(Self::book_order(&n))
     }
 
     /// A resting order.
     pub fn order(&self, id: OrderId) -> Option<BookOrder> {
-        self.orders.get(&id).map(|r| BookOrder {
-            id,
-            side: r.side,
-            price: r.price,
-            qty: r.qty,
-        })
+        let slot = *self.orders.get(&id)?;
+        Some(Self::book_order(&self.nodes[slot as usize]))
     }
 
     /// The level at a price, if any order rests there.
@@ -143,7 +186,7 @@ impl OrderBook {
         self.side(side).get(&price).map(|l| Level {
             price,
             qty: l.qty,
-            orders: l.orders.len() as u32,
+            orders: l.orders,
         })
     }
 
@@ -152,7 +195,7 @@ impl OrderBook {
         let f = |(p, l): (&Price, &PriceLevel)| Level {
             price: *p,
             qty: l.qty,
-            orders: l.orders.len() as u32,
+            orders: l.orders,
         };
         match side {
             Side::Buy => Box::new(self.bids.iter().rev().map(f)),
@@ -179,15 +222,12 @@ impl OrderBook {
             Side::Buy => Box::new(book.iter().rev()),
             Side::Sell => Box::new(book.iter()),
         };
-        for (price, level) in levels {
-            for id in level.orders.values() {
-                let r = &self.orders[id];
-                v.push(BookOrder {
-                    id: *id,
-                    side,
-                    price: *price,
-                    qty: r.qty,
-                });
+        for (_, level) in levels {
+            let mut s = level.head;
+            while s != NIL {
+                let n = &self.nodes[s as usize];
+                v.push(Self::book_order(n));
+                s = n.next;
             }
         }
         v
@@ -207,6 +247,73 @@ impl OrderBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The book as a plain list in arrival order: what every query must agree with.
+    #[derive(Default)]
+    struct Model(Vec<BookOrder>);
+
+    impl Model {
+        fn orders(&self, side: Side) -> Vec<BookOrder> {
+            let mut v: Vec<BookOrder> = self.0.iter().filter(|o| o.side == side).copied().collect();
+            // Stable: equal prices keep arrival order.
+            v.sort_by_key(|o| if side == Side::Buy { -o.price } else { o.price });
+            v
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_book_agrees_with_a_plain_list(
+            ops in proptest::collection::vec((0u8..3, 0u64..40, 0u8..2, 0i64..6, 0u64..5), 0..300)
+        ) {
+            let (mut b, mut m) = (OrderBook::default(), Model::default());
+            for (op, id, side, price, qty) in ops {
+                let (id, side) = (OrderId(id), if side == 0 { Side::Buy } else { Side::Sell });
+                let at = m.0.iter().position(|o| o.id == id);
+                match op {
+                    0 => {
+                        b.add(id, side, 100 + price, qty);
+                        if at.is_none() && qty > 0 {
+                            m.0.push(BookOrder { id, side, price: 100 + price, qty });
+                        }
+                    }
+                    1 => {
+                        let was = b.set_qty(id, qty);
+                        proptest::prop_assert_eq!(was, at.map(|i| m.0[i]));
+                        if let Some(i) = at {
+                            if qty == 0 {
+                                m.0.remove(i);
+                            } else {
+                                m.0[i].qty = qty;
+                            }
+                        }
+                    }
+                    _ => {
+                        proptest::prop_assert_eq!(b.remove(id), at.map(|i| m.0.remove(i)));
+                    }
+                }
+                proptest::prop_assert_eq!(b.len(), m.0.len());
+                for side in [Side::Buy, Side::Sell] {
+                    let want = m.orders(side);
+                    proptest::prop_assert_eq!(b.orders(side), want.clone());
+                    let mut levels: Vec<Level> = Vec::new();
+                    for o in &want {
+                        match levels.last_mut() {
+                            Some(l) if l.price == o.price => {
+                                l.qty += o.qty;
+                                l.orders += 1;
+                            }
+                            _ => levels.push(Level { price: o.price, qty: o.qty, orders: 1 }),
+                        }
+                    }
+                    proptest::prop_assert_eq!(b.top(side, 0), levels.clone());
+                    for l in &levels {
+                        proptest::prop_assert_eq!(b.level(side, l.price), Some(*l));
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn levels_aggregate_and_keep_time_priority() {
