@@ -186,6 +186,10 @@ fn ack_fields(raw: &[u8]) -> [Option<&[u8]>; 3] {
             _ => continue,
         };
         found[slot].get_or_insert(&f[eq + 1..]);
+        // All three sit in a report's first dozen fields: the rest need not be read.
+        if found.iter().all(Option::is_some) {
+            break;
+        }
     }
     found
 }
