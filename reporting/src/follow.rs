@@ -55,6 +55,15 @@ pub struct ReporterConfig {
     /// Where the exchange writes snapshots: the replay starts from the newest one the
     /// database already holds the rows of.
     pub snapshot_dir: Option<PathBuf>,
+    /// How long a stop may wait for the database to catch up with the journal; what is left
+    /// after it is stored at the next start.
+    pub stop_grace: Duration,
+}
+
+impl ReporterConfig {
+    /// The exchange's: a stop waits at most this long for the reporting backlog (after a busy
+    /// hour it can be millions of rows: minutes), then leaves it to the next start.
+    pub const STOP_GRACE: Duration = Duration::from_secs(10);
 }
 
 /// An engine and a journal position to follow from: the newest snapshot at or below `stored`
@@ -82,8 +91,8 @@ fn start_at(config: &ReporterConfig, stored: u64) -> (Engine, Follower) {
     )
 }
 
-/// Runs the reporting flow until `stop` is set and everything committed is stored (or the
-/// database stays unreachable at stop).
+/// Runs the reporting flow until `stop` is set and everything committed is stored, or for
+/// `stop_grace` after it (or the database stays unreachable at stop).
 pub fn run(config: ReporterConfig, progress: Arc<Progress>, stop: Arc<AtomicBool>) {
     lower_priority();
     let url = config.database.clone();
@@ -107,8 +116,14 @@ pub fn run_with(
     let mut backoff = Duration::from_millis(50);
     let mut last_flush = Instant::now();
     let mut outage: Option<Instant> = None;
+    let mut stop_seen: Option<Instant> = None;
     loop {
         let stopping = stop.load(Ordering::Acquire);
+        if stopping {
+            stop_seen.get_or_insert_with(Instant::now);
+        }
+        // Past the grace, what is gathered is stored and the rest waits for the next start.
+        let give_up = stop_seen.is_some_and(|t| t.elapsed() >= config.stop_grace);
         if store.is_none() {
             match open_store().and_then(|mut s| s.last_seq().map(|last| (s, last))) {
                 Ok((s, last)) => {
@@ -145,7 +160,7 @@ pub fn run_with(
         }
         let committed = progress.committed.load(Ordering::Acquire);
         let mut read = 0;
-        if rows.len() < MAX_ROWS {
+        if rows.len() < MAX_ROWS && !give_up {
             records.clear();
             let polled = follower.poll(committed, 4096, |r| records.push(*r));
             engine.apply_records(&records, &mut events, |r, events| {
@@ -168,7 +183,9 @@ pub fn run_with(
         }
         let caught_up = follower.next_seq() > committed;
         let pending = rows.last_seq > stored;
-        if pending && (rows.len() >= MAX_ROWS || caught_up || last_flush.elapsed() >= MAX_DELAY) {
+        if pending
+            && (rows.len() >= MAX_ROWS || caught_up || give_up || last_flush.elapsed() >= MAX_DELAY)
+        {
             let s = store.as_mut().expect("connected");
             match s.apply(&rows) {
                 Ok(()) => {
@@ -184,6 +201,14 @@ pub fn run_with(
                 }
             }
             continue;
+        }
+        if give_up && !pending && !caught_up {
+            tracing::warn!(
+                stored,
+                committed,
+                "reporting stopped behind the journal; the next start stores the rest"
+            );
+            return;
         }
         if caught_up && !pending {
             if stopping && follower.next_seq() > progress.committed.load(Ordering::Acquire) {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{all_rows, config, flow, names};
+use common::{Flow, all_rows, config, flow, names};
 use engine::journal::{Journal, JournalOptions, SyncPolicy};
 use reporting::follow::{ReporterConfig, run_with};
 use reporting::rows::{CancelRejectRow, OrderEvent, TransferRow};
@@ -77,6 +77,7 @@ fn a_failing_database_ends_with_exactly_the_journal_rows() {
             engine: config(),
             names: names(),
             snapshot_dir: None,
+            stop_grace: ReporterConfig::STOP_GRACE,
         };
         let (progress, stop, calls, connects) = (
             Arc::clone(&progress),
@@ -159,25 +160,31 @@ fn report_up_to(config: ReporterConfig, committed: u64) {
     reporter.join().unwrap();
 }
 
-#[test]
-fn after_a_restart_the_replay_starts_at_the_newest_snapshot_the_database_holds() {
-    let dir = std::env::temp_dir().join(format!("reporting-snapshot-{}", std::process::id()));
+/// A fresh directory (`journal/` in it) holding a committed flow, a commit per command; its
+/// last sequence id.
+fn journaled(name: &str, seed: u64, segment_bytes: u64) -> (std::path::PathBuf, Flow, u64) {
+    let dir = std::env::temp_dir().join(format!("reporting-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let (journal_dir, snapshot_dir) = (dir.join("journal"), dir.join("snapshots"));
-    let db = format!("sqlite:{}", dir.join("r.db").display());
-    let f = flow(11);
+    let f = flow(seed);
     let options = JournalOptions {
         sync: SyncPolicy::Never,
-        segment_bytes: 16 << 10,
+        segment_bytes,
         preallocate: true,
     };
-    let (mut journal, _) = Journal::open(&journal_dir, options, |_| {}).unwrap();
+    let (mut journal, _) = Journal::open(&dir.join("journal"), options, |_| {}).unwrap();
     for (ts, c) in &f.commands {
         journal.append(*ts, c);
         journal.commit().unwrap();
     }
     let last = journal.next_seq() - 1;
-    drop(journal);
+    (dir, f, last)
+}
+
+#[test]
+fn after_a_restart_the_replay_starts_at_the_newest_snapshot_the_database_holds() {
+    let (dir, f, last) = journaled("snapshot", 11, 16 << 10);
+    let (journal_dir, snapshot_dir) = (dir.join("journal"), dir.join("snapshots"));
+    let db = format!("sqlite:{}", dir.join("r.db").display());
     let half = last / 2;
     // The engine's state after `half` commands, as the exchange's snapshot thread writes it;
     // and a newer snapshot the database does not hold yet, which must not be used.
@@ -205,6 +212,7 @@ fn after_a_restart_the_replay_starts_at_the_newest_snapshot_the_database_holds()
         engine: config(),
         names: names(),
         snapshot_dir: snapshots.then(|| snapshot_dir.clone()),
+        stop_grace: ReporterConfig::STOP_GRACE,
     };
 
     // The database first holds the rows up to the snapshot.
@@ -220,13 +228,53 @@ fn after_a_restart_the_replay_starts_at_the_newest_snapshot_the_database_holds()
         std::fs::remove_file(path).unwrap();
     }
     report_up_to(reporter(true), last);
+    assert_holds_the_journal_rows(&db, &f, last);
+    let _ = std::fs::remove_dir_all(&dir);
+}
 
-    let want = all_rows(&f);
-    let mut store = reporting::open(&db).unwrap();
+/// The database at `db` holds exactly the rows of the flow's journal, up to `last`.
+fn assert_holds_the_journal_rows(db: &str, f: &Flow, last: u64) {
+    let want = all_rows(f);
+    let mut store = reporting::open(db).unwrap();
     assert_eq!(store.last_seq().unwrap(), last);
     let all = Filter::default();
     assert_eq!(store.order_events(&all).unwrap(), want.order_events);
     assert_eq!(store.transfers(&all).unwrap(), want.transfers);
     assert_eq!(store.cancel_rejects(&all).unwrap(), want.cancel_rejects);
+}
+
+#[test]
+fn a_stop_waits_for_the_backlog_only_so_long_and_the_next_start_stores_the_rest() {
+    let (dir, f, last) = journaled("grace", 5, 64 << 10);
+    let journal_dir = dir.join("journal");
+    let db = format!("sqlite:{}", dir.join("r.db").display());
+    let reporter = |stop_grace| ReporterConfig {
+        journal_dir: journal_dir.clone(),
+        database: db.clone(),
+        engine: config(),
+        names: names(),
+        snapshot_dir: None,
+        stop_grace,
+    };
+
+    // Stopped before it began, with no grace: it returns at once, the backlog left behind.
+    let progress = Arc::new(Progress::default());
+    progress.committed.store(last, Ordering::Release);
+    let started = Instant::now();
+    let d = db.clone();
+    run_with(
+        reporter(Duration::ZERO),
+        Arc::clone(&progress),
+        Arc::new(AtomicBool::new(true)),
+        move || reporting::open(&d),
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let mut store = reporting::open(&db).unwrap();
+    assert!(store.last_seq().unwrap() < last, "the backlog was left");
+    drop(store);
+
+    // The next start stores the rest: the database then holds exactly the journal's rows.
+    report_up_to(reporter(ReporterConfig::STOP_GRACE), last);
+    assert_holds_the_journal_rows(&db, &f, last);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -572,6 +572,7 @@ impl Exchange {
                 engine: engine_config.clone(),
                 names: names.clone(),
                 snapshot_dir: Some(snapshot_dir.clone()),
+                stop_grace: reporting::ReporterConfig::STOP_GRACE,
             };
             let (progress, stop) = (Arc::clone(&progress), Arc::clone(&reporting_stop));
             Some(
