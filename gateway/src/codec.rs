@@ -565,9 +565,9 @@ static TAG_PREFIXES: [[u8; 8]; TAG_PREFIX_TABLE] = {
 /// Appends `tag=` (a negative tag with its minus sign, as it was read).
 #[inline]
 pub fn write_tag(out: &mut Vec<u8>, tag: Tag) {
-    match TAG_PREFIXES.get(tag as usize) {
+    match usize::try_from(tag).ok().and_then(|t| TAG_PREFIXES.get(t)) {
         // One 8-byte copy cut back to the prefix: the common tags cost two stores.
-        Some(p) if tag >= 0 => {
+        Some(p) => {
             let start = out.len();
             out.extend_from_slice(p);
             out.truncate(start + usize::from(p[7]));

@@ -136,10 +136,97 @@ pub enum Output {
 /// An entry of a session's outbound queue.
 #[derive(Clone, Copy, Debug)]
 enum Queued {
-    /// A message of this many bytes, next in the session's outbound buffer.
+    /// A message of this many bytes, next in the outbox's buffer.
     Send(usize),
     /// Close the connection.
     Disconnect,
+}
+
+/// What waits to leave a session, in order. The messages' bytes lie back to back in one
+/// buffer rather than one per message: a report then costs no allocation here, and none to
+/// free on the connection's thread that writes it.
+#[derive(Default)]
+struct Outbox {
+    queue: VecDeque<Queued>,
+    buf: Vec<u8>,
+    /// Bytes of `buf` that have left.
+    read: usize,
+}
+
+impl Outbox {
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        self.queue.push_back(Queued::Send(bytes.len()));
+    }
+
+    /// The next entry, a message's bytes copied out.
+    fn pop(&mut self) -> Option<Output> {
+        match self.queue.pop_front()? {
+            Queued::Send(n) => {
+                let bytes = self.buf[self.read..self.read + n].to_vec();
+                self.advance(n);
+                Some(Output::Send(bytes))
+            }
+            Queued::Disconnect => Some(Output::Disconnect),
+        }
+    }
+
+    /// The bytes of the messages at the head, up to a disconnect.
+    fn sendable(&self) -> &[u8] {
+        let n: usize = self
+            .queue
+            .iter()
+            .map_while(|q| match q {
+                Queued::Send(n) => Some(*n),
+                Queued::Disconnect => None,
+            })
+            .sum();
+        &self.buf[self.read..self.read + n]
+    }
+
+    fn consume_sendable(&mut self) {
+        let mut n = 0;
+        while let Some(Queued::Send(len)) = self.queue.front() {
+            n += len;
+            self.queue.pop_front();
+        }
+        self.advance(n);
+    }
+
+    fn take_disconnect(&mut self) -> bool {
+        let at_head = matches!(self.queue.front(), Some(Queued::Disconnect));
+        if at_head {
+            self.queue.pop_front();
+        }
+        at_head
+    }
+
+    fn sends_first(&self) -> bool {
+        matches!(self.queue.front(), Some(Queued::Send(_)))
+    }
+
+    /// Marks `n` more bytes of the buffer as gone.
+    fn advance(&mut self, n: usize) {
+        self.read += n;
+        if self.read == self.buf.len() {
+            self.buf.clear();
+            self.read = 0;
+        } else if self.read >= 1 << 16 && self.read * 2 >= self.buf.len() {
+            // A queue that never empties still reuses its buffer's front.
+            self.buf.drain(..self.read);
+            self.read = 0;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.queue.clear();
+        self.buf.clear();
+        self.read = 0;
+    }
+
+    fn pending_bytes(&self) -> usize {
+        self.buf.len() - self.read
+    }
 }
 
 /// An application message to send: MsgType and fields (header fields such as PossResend or
@@ -252,13 +339,7 @@ pub struct Session {
     dicts: Arc<Dictionaries>,
     store: Box<dyn MessageStore>,
     c: Conn,
-    /// What waits to leave, in order.
-    out: VecDeque<Queued>,
-    /// The queued messages' bytes, back to back; those before `out_read` have left. One
-    /// buffer rather than one per message: a report then costs no allocation here, and none
-    /// to free on the connection's thread that writes it.
-    out_buf: Vec<u8>,
-    out_read: usize,
+    out: Outbox,
     enc: Encoder,
     /// Shapes of this session's inbound messages that passed the structural checks.
     shapes: ShapeCache,
@@ -283,9 +364,7 @@ impl Session {
             dicts,
             store,
             c: Conn::default(),
-            out: VecDeque::new(),
-            out_buf: Vec::new(),
-            out_read: 0,
+            out: Outbox::default(),
             enc: Encoder::new(),
             shapes: ShapeCache::default(),
         }
@@ -325,14 +404,7 @@ impl Session {
     /// first: nothing leaves for the socket before the store has it.
     pub fn poll(&mut self) -> Option<Output> {
         self.flush_before_sending();
-        match self.out.pop_front()? {
-            Queued::Send(n) => {
-                let bytes = self.out_buf[self.out_read..self.out_read + n].to_vec();
-                self.advance(n);
-                Some(Output::Send(bytes))
-            }
-            Queued::Disconnect => Some(Output::Disconnect),
-        }
+        self.out.pop()
     }
 
     /// The bytes of every message at the head of the queue (up to a disconnect, if one is
@@ -340,64 +412,28 @@ impl Session {
     /// one `Send` at a time. They stay queued until [`Session::consume_sendable`].
     pub fn sendable(&mut self) -> &[u8] {
         self.flush_before_sending();
-        let n: usize = self
-            .out
-            .iter()
-            .map_while(|q| match q {
-                Queued::Send(n) => Some(*n),
-                Queued::Disconnect => None,
-            })
-            .sum();
-        &self.out_buf[self.out_read..self.out_read + n]
+        self.out.sendable()
     }
 
     /// Drops from the queue the messages [`Session::sendable`] returned.
     pub fn consume_sendable(&mut self) {
-        let mut n = 0;
-        while let Some(Queued::Send(len)) = self.out.front() {
-            n += len;
-            self.out.pop_front();
-        }
-        self.advance(n);
+        self.out.consume_sendable();
     }
 
     /// Takes a disconnect at the head of the queue, if there is one.
     pub fn take_disconnect(&mut self) -> bool {
-        let at_head = matches!(self.out.front(), Some(Queued::Disconnect));
-        if at_head {
-            self.out.pop_front();
-        }
-        at_head
+        self.out.take_disconnect()
     }
 
     /// Nothing leaves for the socket before the store has it; if the store fails, nothing
     /// leaves and the session disconnects.
     fn flush_before_sending(&mut self) {
-        if matches!(self.out.front(), Some(Queued::Send(_)))
+        if self.out.sends_first()
             && let Err(e) = self.store.flush()
         {
-            self.clear_out();
+            self.out.clear();
             self.store_failed(e);
         }
-    }
-
-    /// Marks `n` more bytes of the outbound buffer as gone.
-    fn advance(&mut self, n: usize) {
-        self.out_read += n;
-        if self.out_read == self.out_buf.len() {
-            self.out_buf.clear();
-            self.out_read = 0;
-        } else if self.out_read >= 1 << 16 && self.out_read * 2 >= self.out_buf.len() {
-            // A queue that never empties still reuses its buffer's front.
-            self.out_buf.drain(..self.out_read);
-            self.out_read = 0;
-        }
-    }
-
-    fn clear_out(&mut self) {
-        self.out.clear();
-        self.out_buf.clear();
-        self.out_read = 0;
     }
 
     /// Writes the messages saved since the last flush to the store (a failure disconnects).
@@ -409,12 +445,12 @@ impl Session {
 
     /// Number of outputs waiting.
     pub fn pending(&self) -> usize {
-        self.out.len()
+        self.out.queue.len()
     }
 
     /// Bytes of the messages waiting to be written.
     pub fn pending_bytes(&self) -> usize {
-        self.out_buf.len() - self.out_read
+        self.out.pending_bytes()
     }
 
     /// A connection was attached to this session.
@@ -431,7 +467,7 @@ impl Session {
     pub fn on_disconnect(&mut self, app: &mut dyn Application) {
         let was_logged_on = self.is_logged_on();
         self.c = Conn::default();
-        self.clear_out();
+        self.out.clear();
         if was_logged_on {
             app.on_logout(&self.settings.key);
         }
@@ -440,7 +476,7 @@ impl Session {
     fn disconnect(&mut self) {
         if !self.c.disconnecting {
             self.c.disconnecting = true;
-            self.out.push_back(Queued::Disconnect);
+            self.out.queue.push_back(Queued::Disconnect);
         }
     }
 
@@ -493,9 +529,9 @@ impl Session {
             self.enc.encoded(piece);
         }
         self.enc.encoded(encoded.own);
-        let admin_now = matches!(msg_type, b"A" | b"5" | b"2" | b"4" | b"3" | b"0" | b"1");
-        let deliver =
-            self.c.connected && !self.c.disconnecting && (self.is_logged_on() || admin_now);
+        let deliver = self.c.connected
+            && !self.c.disconnecting
+            && (self.is_logged_on() || is_admin(msg_type));
         let bytes = self.enc.finish(s.begin_string.as_bytes());
         if seq.is_none() {
             let saved = if self.settings.persist_messages {
@@ -508,25 +544,18 @@ impl Session {
             }
         }
         if deliver {
-            // The encoder's buffer straight into the queue's (fields apart: no copy between).
-            self.out_buf.extend_from_slice(bytes);
-            self.out.push_back(Queued::Send(bytes.len()));
+            // The encoder's buffer straight into the outbox's (fields apart: no copy between).
+            self.out.push(bytes);
             self.queued(now);
         }
-    }
-
-    fn push_send(&mut self, now: Millis, bytes: &[u8]) {
-        self.out_buf.extend_from_slice(bytes);
-        self.out.push_back(Queued::Send(bytes.len()));
-        self.queued(now);
     }
 
     /// After a message joined the queue: a reader too slow for the queue's bound is cut off.
     fn queued(&mut self, now: Millis) {
         self.c.last_sent = now;
-        if self.out.len() > self.settings.max_outbound_queue {
-            tracing::warn!(session = %self.settings.key, queued = self.out.len(), "slow consumer: disconnecting");
-            self.clear_out();
+        if self.out.queue.len() > self.settings.max_outbound_queue {
+            tracing::warn!(session = %self.settings.key, queued = self.out.queue.len(), "slow consumer: disconnecting");
+            self.out.clear();
             self.disconnect();
         }
     }
@@ -1098,7 +1127,8 @@ impl Session {
                     self.generate_sequence_reset(now, g, *seq);
                 }
                 let resent = self.possdup_copy(now, &m);
-                self.push_send(now, &resent);
+                self.out.push(&resent);
+                self.queued(now);
             }
             current = seq + 1;
             last_seq = *seq;

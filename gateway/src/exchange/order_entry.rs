@@ -689,8 +689,9 @@ const PRICE_PLACES: u32 = 4;
 const _: () = assert!(10i64.pow(PRICE_PLACES) == engine::types::PRICE_SCALE);
 
 /// `digits` or `digits.digits` with at most `places` decimals, as a whole number of
-/// 10^-places: the plain form clients send, read without a `Decimal` (which cost a tenth of a
-/// connection's CPU at the peak). `None` for any other form, which the `Decimal` path judges.
+/// 10^-places: the plain form clients send, read without a `Decimal` (its parse, `fract` and
+/// `trunc` were 3% of the connections' CPU at the peak). `None` for any other form, which the
+/// `Decimal` path judges.
 fn plain_scaled(v: &[u8], places: u32) -> Option<u64> {
     let (int, frac) = match v.iter().position(|&c| c == b'.') {
         Some(p) => (&v[..p], &v[p + 1..]),
