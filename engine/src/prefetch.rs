@@ -55,16 +55,25 @@ pub(crate) fn huge_pages<T>(v: &Vec<T>) {
 }
 
 /// One huge page.
-const HUGE: usize = 2 << 20;
+pub(crate) const HUGE: usize = 2 << 20;
 
 /// `madvise` over the whole `unit`-aligned blocks inside a vector's allocation (its capacity,
 /// not only its length). A failure (an older kernel, no THP support) is harmless and ignored.
 #[cfg(target_os = "linux")]
 fn advise<T>(v: &Vec<T>, unit: usize, advice: libc::c_int) {
+    advise_bytes(v, 0..v.capacity() * std::mem::size_of::<T>(), unit, advice);
+}
+
+/// `madvise` over the `unit`-aligned blocks of a vector's allocation that begin inside a
+/// byte range of it (so that ranges which follow one another cover every block once), leaving
+/// out blocks that do not lie wholly inside the allocation.
+#[cfg(target_os = "linux")]
+fn advise_bytes<T>(v: &Vec<T>, range: std::ops::Range<usize>, unit: usize, advice: libc::c_int) {
     let start = v.as_ptr() as usize;
     let bytes = v.capacity() * std::mem::size_of::<T>();
-    let first = start.div_ceil(unit) * unit;
-    let last = (start + bytes) / unit * unit;
+    let (inside, end) = (start.div_ceil(unit) * unit, (start + bytes) / unit * unit);
+    let from = |offset: usize| (start + offset.min(bytes)).div_ceil(unit) * unit;
+    let (first, last) = (from(range.start).max(inside), from(range.end).min(end));
     if last > first {
         // SAFETY: the range lies inside the vector's own allocation; the advice used here
         // (MADV_HUGEPAGE, MADV_POPULATE_WRITE) changes how the kernel backs it or when its
@@ -90,4 +99,13 @@ pub(crate) fn populate<T>(v: &Vec<T>) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = v;
+}
+
+/// Faults in part of a table's allocation now: the pages that begin in `range`, in bytes from
+/// its start (see [`populate`]).
+pub(crate) fn populate_bytes<T>(v: &Vec<T>, range: std::ops::Range<usize>) {
+    #[cfg(target_os = "linux")]
+    advise_bytes(v, range, 4096, libc::MADV_POPULATE_WRITE);
+    #[cfg(not(target_os = "linux"))]
+    let _ = (v, range);
 }

@@ -149,9 +149,12 @@ impl Engine {
             }
         }
         e.arena.check_restored().map_err(corrupt)?;
-        e.cl_ord_ids = ClOrdIndex::with_capacity(e.limits.expected_orders_per_day as usize);
+        let keys = r.count(16 + 8)?;
+        // Sized for what it holds: a restore grows no table.
+        let expected = (e.limits.expected_orders_per_day as usize).max(keys);
+        e.cl_ord_ids = ClOrdIndex::with_capacity(expected);
         let mut last = None;
-        for _ in 0..r.count(16 + 8)? {
+        for _ in 0..keys {
             let mut b = [0u8; 16];
             b.copy_from_slice(r.bytes(16)?);
             let key = ClKey::from_bytes(b).ok_or_else(|| corrupt("a zero ClOrdID key"))?;

@@ -126,6 +126,8 @@ struct Counters {
     fills: AtomicU64,
     /// When the last acknowledgement arrived, in microseconds from the start of sending.
     last_ack_us: AtomicU64,
+    /// The slowest order->ack latency since the last progress line, in microseconds.
+    worst_us: AtomicU64,
 }
 
 struct Pending {
@@ -329,10 +331,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let sent = counters.sent.load(Ordering::Relaxed);
                 let acked = counters.acked.load(Ordering::Relaxed);
+                let worst = counters.worst_us.swap(0, Ordering::Relaxed);
                 eprintln!(
-                    "[{s:>3}s] sent {sent:>10}  acked {acked:>10}  {:>8}/s  fills {}",
+                    "[{s:>3}s] sent {sent:>10}  acked {acked:>10}  {:>8}/s  fills {}  slowest ack {:.1} ms",
                     sent - last,
-                    counters.fills.load(Ordering::Relaxed)
+                    counters.fills.load(Ordering::Relaxed),
+                    worst as f64 / 1000.0
                 );
                 last = sent;
             }
@@ -507,7 +511,11 @@ async fn session(
                     }
                     let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
                     if let Some(sent) = p.sent_at.remove(id) {
-                        let _ = p.hist.record((now - sent).as_nanos() as u64);
+                        let took = now - sent;
+                        let _ = p.hist.record(took.as_nanos() as u64);
+                        counters
+                            .worst_us
+                            .fetch_max(took.as_micros() as u64, Ordering::Relaxed);
                         counters.acked.fetch_add(1, Ordering::Relaxed);
                         let at = now.saturating_duration_since(start).as_micros() as u64;
                         counters.last_ack_us.fetch_max(at, Ordering::Relaxed);
