@@ -67,8 +67,8 @@ pub struct Limits {
     pub max_resting_orders: u32,
     /// Number of accounts (ids `0..max_accounts`).
     pub max_accounts: u32,
-    /// Orders expected per trading day: the ClOrdID index is sized for this many up front so
-    /// that it does not rehash (a latency spike) while trading.
+    /// Orders expected per trading day: the ClOrdID index is sized for this many up front;
+    /// beyond it the index grows a few slots per order (see `index::ClOrdIndex`).
     pub expected_orders_per_day: u32,
     /// Self-trade prevention mode.
     pub stp: StpMode,
