@@ -204,7 +204,10 @@ impl ClOrdIndex {
     /// The order a key maps to, if present.
     pub fn get(&self, key: ClKey) -> Option<OrderId> {
         let find = |t: &[Entry]| slot_of(t, key).ok().map(|i| OrderId(t[i].order));
-        find(&self.entries).or_else(|| self.old.as_ref().and_then(|(old, _)| find(old)))
+        match &self.old {
+            None => find(&self.entries),
+            Some((old, _)) => find(&self.entries).or_else(|| find(old)),
+        }
     }
 
     /// Stores an absent key at the slot a `Vacant` probe returned.
@@ -229,6 +232,8 @@ impl ClOrdIndex {
 
     /// Moves up to `slots` more slots of the old table into the new one; drops the old table
     /// once all are moved.
+    #[cold]
+    #[inline(never)]
     fn move_old(&mut self, slots: usize) {
         let Some((old, moved)) = &mut self.old else {
             return;
@@ -250,6 +255,8 @@ impl ClOrdIndex {
     /// Allocates the next table and faults in as much of it as the load calls for: none at
     /// three eighths, all of it at half. A key adds 2 x 8 entries' bytes, a huge page about
     /// every 5,000 keys: the zeroing, spread thin.
+    #[cold]
+    #[inline(never)]
     fn prepare_next(&mut self) {
         let slots = self.entries.len();
         let (next, faulted) = self.next.get_or_insert_with(|| (table(slots * 2), 0));
@@ -263,6 +270,8 @@ impl ClOrdIndex {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     fn grow(&mut self) {
         // Only reached with the old table gone long since (see `MOVED_PER_PROBE`); moving
         // what might be left keeps a key in one table at a time.
