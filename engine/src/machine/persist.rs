@@ -80,8 +80,7 @@ impl Engine {
                 }
             }
         }
-        let mut ids: Vec<_> = self.cl_ord_ids.iter().collect();
-        ids.sort_unstable();
+        let ids = self.cl_ord_ids.sorted();
         w.count(ids.len());
         for (k, o) in ids {
             w.bytes(&k.to_bytes());
