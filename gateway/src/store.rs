@@ -99,6 +99,8 @@ pub struct FileStore {
     end: u64,
     /// Saved records not yet written to the log.
     pending: Vec<u8>,
+    /// Log offset up to which the kernel was asked to start writing the log to disk.
+    written_back: u64,
     fsync: bool,
     seqnums: File,
     /// The `seqnums` file mapped, for updates without a system call (see [`SeqnumsMap`]).
@@ -217,6 +219,7 @@ impl FileStore {
             log,
             index,
             end: pos as u64,
+            written_back: pos as u64,
             pending: Vec::new(),
             fsync,
             seqnums,
@@ -405,6 +408,9 @@ impl MessageStore for FileStore {
         self.pending.clear();
         if self.fsync {
             self.log.sync_data()?;
+        } else if self.end.saturating_sub(self.written_back) >= WRITEBACK_BYTES {
+            start_writeback(&self.log, self.written_back, self.end);
+            self.written_back = self.end;
         }
         Ok(())
     }
@@ -427,6 +433,7 @@ impl MessageStore for FileStore {
         self.log.set_len(0)?;
         self.index.clear();
         self.end = 0;
+        self.written_back = 0;
         self.sender = 1;
         self.sender_written = 1;
         self.target = 1;
@@ -442,6 +449,34 @@ impl Drop for FileStore {
             let _ = self.write_seqnums();
         }
     }
+}
+
+/// Log bytes after which their writing to disk is started (see [`start_writeback`]).
+const WRITEBACK_BYTES: u64 = 1 << 20;
+
+/// Asks the kernel to start writing a range of a file to disk now, without waiting for it.
+///
+/// Without this the logs' pages stay dirty until they are 30 s old (the kernel's default
+/// expiry) and then go out all at once: at 215,000 orders/s the stores write 60 MB/s, and the
+/// gigabytes flushed together held the journal's syncs behind them for 0.1-0.6 s each, for
+/// six seconds. Written a MiB at a time, they join the device steadily instead. A failure
+/// only leaves the writing to the kernel's own timing.
+fn start_writeback(f: &File, from: u64, to: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a plain system call on an open descriptor; it reads no memory of ours.
+        unsafe {
+            libc::sync_file_range(
+                f.as_raw_fd(),
+                from as libc::off64_t,
+                (to - from) as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (f, from, to);
 }
 
 fn read_at(f: &mut File, off: u64, buf: &mut [u8]) -> io::Result<()> {
