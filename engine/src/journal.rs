@@ -831,6 +831,8 @@ pub struct Follower {
     /// The segment offset of `buf[0]`.
     buf_at: u64,
     scratch: Box<[u8]>,
+    /// Bytes of the records returned so far.
+    consumed: u64,
 }
 
 impl Follower {
@@ -849,7 +851,13 @@ impl Follower {
             start: 0,
             buf_at: 0,
             scratch: vec![0u8; 1 << 16].into_boxed_slice(),
+            consumed: 0,
         }
+    }
+
+    /// Bytes of the records this follower has returned (headers included).
+    pub fn bytes_read(&self) -> u64 {
+        self.consumed
     }
 
     /// The sequence id of the next record to read.
@@ -907,6 +915,7 @@ impl Follower {
                 match decoded {
                     Ok((r, len)) => {
                         self.start += len;
+                        self.consumed += len as u64;
                         self.next_seq += 1;
                         return Ok(Some(r));
                     }
