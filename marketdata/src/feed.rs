@@ -608,12 +608,19 @@ impl Feed {
 
     /// Sets a resting order's quantity in place; 0 removes it.
     fn set_order_qty(&mut self, sym: SymbolId, id: OrderId, qty: Qty) {
-        let Some(o) = self.book(sym).and_then(|b| b.order(id)) else {
+        let Some(o) = self
+            .instruments
+            .get_mut(usize::from(sym.0))
+            .and_then(|i| i.book.set_qty(id, qty))
+        else {
             return;
         };
-        self.touch_level(sym, o.side, o.price);
-        let ins = &mut self.instruments[usize::from(sym.0)];
-        ins.book.set_qty(id, qty);
+        // One lookup of the order, not three: the change is made first, and the level it
+        // rested at existed before it (`touch_level` would ask the book).
+        let ins = self.touch(sym);
+        if ins.changes.level_set.insert((o.side, o.price)) {
+            ins.changes.levels.push((o.side, o.price, true));
+        }
         ins.changes.orders.push(OrderDiff {
             action: if qty == 0 {
                 Action::Delete
