@@ -36,8 +36,8 @@ pub struct Params {
     #[serde(default = "default_queue")]
     pub engine_queue: usize,
     /// Journal records between snapshots of the engine and market data (0: none); a restart
-    /// replays the journal after the newest snapshot only. A snapshot also waits for as many
-    /// journal bytes as the last one held.
+    /// replays the journal after the newest snapshot only. After a snapshot over 64 MiB the
+    /// next also waits for as many journal bytes as it held.
     #[serde(default = "default_snapshot_every")]
     pub snapshot_every: u64,
     /// Snapshots kept on disk.
