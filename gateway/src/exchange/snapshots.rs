@@ -105,16 +105,15 @@ pub struct Snapshotter {
     pub keep: usize,
 }
 
-/// Whether a snapshot is due: `every` records since the last one, and at least as many journal
-/// bytes as the last one held. A snapshot holds the day's state, which only grows (every
-/// ClOrdID of the day: 25 MB per million orders), so at a fixed interval in records their
-/// writing grows with the square of the day's orders (a 60 s run at 215,000 orders/s wrote
-/// 2.3 GB of snapshots beside 1.5 GB of journal, and each held the journal's syncs up). The
-/// second condition keeps the snapshots' bytes at most the journal's, and a restart's work
-/// balanced: the records it replays after the newest snapshot are at most about as many bytes
-/// as the snapshot it loads (or `every` records, while snapshots are small). Snapshots below
-/// [`SMALL_SNAPSHOT`] follow `every` alone: they cost little, and an operator who asks for
-/// frequent snapshots of a small state gets them.
+/// Whether a snapshot is due: `every` records since the last one and, once snapshots pass
+/// [`SMALL_SNAPSHOT`], at least as many journal bytes as the last one held. A snapshot holds
+/// the day's state, which only grows (every ClOrdID of the day: 25 MB per million orders), so
+/// at a fixed interval in records their writing grows with the square of the day's orders (a
+/// 60 s run at 215,000 orders/s wrote 2.3 GB of snapshots beside 1.4 GB of journal, and each
+/// held the journal's syncs up). The second condition keeps the snapshots' bytes at most the
+/// journal's, and a restart's work balanced: the journal it replays after the newest snapshot
+/// is at most about as many bytes as the snapshot it loads. Small snapshots cost little, and
+/// an operator who asks for frequent snapshots of a small state gets them.
 fn snapshot_due(records_since: u64, every: u64, journal_bytes_since: u64, last_bytes: u64) -> bool {
     records_since >= every && (last_bytes < SMALL_SNAPSHOT || journal_bytes_since >= last_bytes)
 }
@@ -124,7 +123,7 @@ fn snapshot_due(records_since: u64, every: u64, journal_bytes_since: u64, last_b
 const SMALL_SNAPSHOT: u64 = 64 << 20;
 
 /// Follows the journal up to `limit` (the last sequence id whose reports were delivered) and
-/// writes a snapshot every `every` records, setting `written` to its sequence id, until `stop`
+/// writes a snapshot when one is due ([`snapshot_due`]), setting `written` to its sequence id, until `stop`
 /// is set.
 pub fn run(s: Snapshotter, limit: Arc<AtomicU64>, written: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
     super::market_data::lower_priority("snapshots");
