@@ -123,8 +123,8 @@ fn snapshot_due(records_since: u64, every: u64, journal_bytes_since: u64, last_b
 const SMALL_SNAPSHOT: u64 = 64 << 20;
 
 /// Follows the journal up to `limit` (the last sequence id whose reports were delivered) and
-/// writes a snapshot when one is due ([`snapshot_due`]), setting `written` to its sequence id, until `stop`
-/// is set.
+/// writes a snapshot when one is due ([`snapshot_due`]), setting `written` to its sequence id,
+/// until `stop` is set.
 pub fn run(s: Snapshotter, limit: Arc<AtomicU64>, written: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
     super::market_data::lower_priority("snapshots");
     let (mut engine, mut feed, mut last_snapshot, mut last_bytes) =
