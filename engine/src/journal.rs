@@ -466,6 +466,36 @@ pub fn scan_from(
     Ok(rec)
 }
 
+/// Asks the kernel to write a byte range of a file to disk now (`sync_file_range`) and, with
+/// `wait`, waits until it is written. Not a sync (the file's metadata and the device's cache
+/// are left to `fsync`): it spreads writing out so that it does not pile up in the page cache
+/// and reach the device all at once, ahead of the journal's syncs. A failure (or another
+/// system) only leaves the writing to the kernel's own timing.
+pub fn write_back(f: &File, from: u64, to: u64, wait: bool) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let flags = if wait {
+            libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                | libc::SYNC_FILE_RANGE_WRITE
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER
+        } else {
+            libc::SYNC_FILE_RANGE_WRITE
+        };
+        // SAFETY: a plain system call on an open descriptor; it reads no memory of ours.
+        unsafe {
+            libc::sync_file_range(
+                f.as_raw_fd(),
+                from as libc::off64_t,
+                to.saturating_sub(from) as libc::off64_t,
+                flags,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (f, from, to, wait);
+}
+
 /// Forces the segment holding sequence id `seq` to stable storage (earlier segments were
 /// synced when the writer rolled past them). A snapshot at `seq` is written after this, so
 /// under any sync policy a snapshot never holds commands a power loss could take from the

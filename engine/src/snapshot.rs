@@ -271,24 +271,10 @@ impl<'a> Paced<'a> {
         Ok(())
     }
 
-    /// Puts what was written since the last call on the device and waits for it.
+    /// Puts what was written since the last call on the device and waits for it (a failure
+    /// only loses the pacing: the `sync_all` that follows syncs it all).
     fn write_out(&mut self) {
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            // SAFETY: a plain system call on an open descriptor over a range just written. A
-            // failure only loses the pacing (the `sync_all` that follows syncs it all).
-            unsafe {
-                libc::sync_file_range(
-                    self.f.as_raw_fd(),
-                    self.synced as libc::off64_t,
-                    (self.at - self.synced) as libc::off64_t,
-                    libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                        | libc::SYNC_FILE_RANGE_WRITE
-                        | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-                );
-            }
-        }
+        crate::journal::write_back(self.f, self.synced, self.at, true);
         self.synced = self.at;
     }
 }

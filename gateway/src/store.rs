@@ -409,7 +409,7 @@ impl MessageStore for FileStore {
         if self.fsync {
             self.log.sync_data()?;
         } else if self.end.saturating_sub(self.written_back) >= WRITEBACK_BYTES {
-            start_writeback(&self.log, self.written_back, self.end);
+            engine::journal::write_back(&self.log, self.written_back, self.end, false);
             self.written_back = self.end;
         }
         Ok(())
@@ -451,33 +451,13 @@ impl Drop for FileStore {
     }
 }
 
-/// Log bytes after which their writing to disk is started (see [`start_writeback`]).
-const WRITEBACK_BYTES: u64 = 1 << 20;
-
-/// Asks the kernel to start writing a range of a file to disk now, without waiting for it.
+/// Log bytes after which their writing to disk is started, without waiting for it.
 ///
-/// Without this the logs' pages stay dirty until they are 30 s old (the kernel's default
-/// expiry) and then go out all at once: at 215,000 orders/s the stores write 60 MB/s, and the
+/// Otherwise the logs' pages stay dirty until they are 30 s old (the kernel's default expiry)
+/// and then go out all at once: at 215,000 orders/s the stores write 60 MB/s, and the
 /// gigabytes flushed together held the journal's syncs behind them for 0.1-0.6 s each, for
-/// six seconds. Written a MiB at a time, they join the device steadily instead. A failure
-/// only leaves the writing to the kernel's own timing.
-fn start_writeback(f: &File, from: u64, to: u64) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a plain system call on an open descriptor; it reads no memory of ours.
-        unsafe {
-            libc::sync_file_range(
-                f.as_raw_fd(),
-                from as libc::off64_t,
-                (to - from) as libc::off64_t,
-                libc::SYNC_FILE_RANGE_WRITE,
-            );
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (f, from, to);
-}
+/// six seconds. Written a MiB at a time, they join the device steadily instead.
+const WRITEBACK_BYTES: u64 = 1 << 20;
 
 fn read_at(f: &mut File, off: u64, buf: &mut [u8]) -> io::Result<()> {
     f.seek(SeekFrom::Start(off))?;
