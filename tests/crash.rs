@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use exchange_tests::{FixClient, exchange_binary, http, start_exchange_with, temp_dir};
+use exchange_tests::{
+    FixClient, exchange_binary, http, sibling_binary, start_exchange_with, temp_dir,
+};
 
 /// A snapshot every this many journal records: several per run, so restarts restore them.
 const SNAPSHOT_EVERY: &str = "150";
@@ -56,17 +58,31 @@ fn order_flow(port: Arc<AtomicU16>, stop: Arc<AtomicBool>, acked: Arc<Mutex<BTre
 }
 
 fn replay(data: &std::path::Path) -> String {
+    journal(&["replay", "--data", &data.display().to_string()])
+}
+
+/// Runs `exchange journal <args>`, which must succeed; its output.
+fn journal(args: &[&str]) -> String {
     let out = Command::new(exchange_binary())
-        .args(["journal", "replay", "--data"])
-        .arg(data)
+        .arg("journal")
+        .args(args)
         .output()
-        .expect("run journal replay");
+        .expect("run exchange journal");
     assert!(
         out.status.success(),
-        "{}",
+        "journal {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// The value after `key` in a `journal replay` line.
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split_whitespace()
+        .skip_while(|w| *w != key)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
 }
 
 #[test]
@@ -176,4 +192,103 @@ fn acknowledged_orders_survive_kill_9_under_load() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("equals the replay"), "{text}");
+}
+
+#[test]
+fn a_trimmed_journal_restarts_and_replays_from_its_snapshots() {
+    let data = temp_dir("trim");
+    let config = gateway::exchange::config::DEFAULT_EXCHANGE_TOML
+        .replace("journal_segment_mb = 256", "journal_segment_mb = 1");
+    assert!(
+        config.contains("journal_segment_mb = 1\n"),
+        "1 MiB segments"
+    );
+    let args = ["--snapshot-every", "2500"];
+    let ex = start_exchange_with(&data, Some(&config), &args);
+    let cfg = data.join("exchange-test.toml").display().to_string();
+    let dir = data.display().to_string();
+    let trim = |extra: &[&str]| {
+        let mut a = vec!["trim", "--config", &cfg, "--data", &dir];
+        a.extend_from_slice(extra);
+        journal(&a)
+    };
+    // Before any snapshot, a restart needs the whole journal.
+    let out = trim(&[]);
+    assert!(out.contains("nothing to trim"), "{out}");
+
+    // Enough orders for several segments and snapshots.
+    let load = Command::new(sibling_binary("loadgen"))
+        .args(["--port", &ex.port.to_string(), "--sessions", "4"])
+        .args(["--rate", "12000", "--duration", "3", "--symbols", "5"])
+        .output()
+        .expect("run loadgen");
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    let committed = status(&ex)["journalSeq"].as_u64().unwrap();
+    // The snapshot thread and the reporting flow run below the order flow: wait for both.
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        let st = status(&ex);
+        let (snap, rep) = (st["lastSnapshotSeq"].as_u64(), st["reportingSeq"].as_u64());
+        if snap.unwrap_or(0) + 2500 > committed && rep >= Some(committed) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "snapshots or reporting behind: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let data = ex.kill9();
+    let segments = |d: &std::path::Path| engine::journal::segments(&d.join("journal")).unwrap();
+    let before = segments(&data);
+    assert!(before.len() >= 3, "{} segments", before.len());
+    let full = replay(&data);
+    assert!(!full.contains("from_snapshot"), "{full}");
+
+    // A dry run changes nothing; the trim moves the segments before the oldest snapshot.
+    let out = trim(&["--dry-run"]);
+    assert!(out.contains("would take out"), "{out}");
+    assert_eq!(segments(&data), before);
+    let archive = data.join("archive");
+    let out = trim(&["--archive", &archive.display().to_string()]);
+    let after = segments(&data);
+    assert!(after.len() < before.len(), "{out}");
+    assert_eq!(after[..], before[before.len() - after.len()..], "{out}");
+    assert_eq!(
+        engine::journal::segments(&archive).unwrap().len() + after.len(),
+        before.len(),
+        "the archive holds the rest"
+    );
+    let oldest = engine::snapshot::list(&data.join("snapshots")).unwrap()[0].0;
+    assert!(
+        after[0].0 <= oldest + 1,
+        "the oldest snapshot's successor stays"
+    );
+
+    // The replay starts from a snapshot and ends in the same state as the full one.
+    let trimmed = replay(&data);
+    assert!(trimmed.contains("from_snapshot"), "{trimmed}");
+    assert_eq!(field(&trimmed, "state_hash"), field(&full, "state_hash"));
+    let out = journal(&["verify", "--data", &dir]);
+    assert!(out.contains("the replay starts from it"), "{out}");
+    let out = journal(&["dump", "--data", &dir, "--limit", "1"]);
+    assert!(out.starts_with(&format!("{} ", after[0].0)), "{out}");
+
+    // The exchange restarts over the trimmed journal, in the same state, and trades on.
+    let ex = start_exchange_with(&data, Some(&config), &args);
+    let st = status(&ex);
+    assert_eq!(
+        st["restoredFromSnapshot"].as_u64().unwrap() + st["replayedRecords"].as_u64().unwrap(),
+        st["journalSeq"].as_u64().unwrap(),
+        "{st}"
+    );
+    let mut c =
+        FixClient::logon(ex.port, "FIX.4.4", "CLIENT1", "client1", "demo1", true).expect("logon");
+    c.limit("T1", "DEMO1", "AAPL", 1, 1, "175.00");
+    let m = c.expect("8");
+    assert_eq!(m.get(150), Some("0"), "{m:?}");
 }

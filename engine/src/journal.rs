@@ -496,6 +496,86 @@ pub fn write_back(f: &File, from: u64, to: u64, wait: bool) {
     let _ = (f, from, to, wait);
 }
 
+/// What [`trim`] took out of a journal.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Trimmed {
+    /// The segments taken out, oldest first (their paths before the move).
+    pub segments: Vec<PathBuf>,
+    /// Their size in bytes.
+    pub bytes: u64,
+    /// The first sequence id the journal holds afterwards.
+    pub first_seq: u64,
+}
+
+/// Takes out of the journal in `dir` the segments whose records all lie at or before sequence
+/// id `through`: deleted, or moved into `archive` (created if needed) where an operator can
+/// keep or restore them. The last segment always stays (the writer appends to it), and so
+/// does every segment holding a record after `through`, so a replay from `through + 1` still
+/// finds all it needs. Oldest first, so an interrupted trim leaves a journal without a gap.
+/// With `dry_run`, only says what it would take.
+pub fn trim(
+    dir: &Path,
+    through: u64,
+    archive: Option<&Path>,
+    dry_run: bool,
+) -> Result<Trimmed, JournalError> {
+    let segs = segments(dir)?;
+    let mut out = Trimmed {
+        first_seq: segs.first().map_or(1, |(first, _)| *first),
+        ..Trimmed::default()
+    };
+    // A segment ends where the next one starts.
+    let removable = segs
+        .windows(2)
+        .take_while(|w| w[1].0 <= through.saturating_add(1))
+        .count();
+    if let Some(a) = archive
+        && removable > 0
+        && !dry_run
+    {
+        fs::create_dir_all(a).map_err(io_err(a))?;
+    }
+    for (i, (_, path)) in segs[..removable].iter().enumerate() {
+        out.bytes += fs::metadata(path).map_err(io_err(path))?.len();
+        if !dry_run {
+            match archive {
+                Some(a) => move_file(path, &a.join(path.file_name().unwrap_or_default()))?,
+                None => fs::remove_file(path).map_err(io_err(path))?,
+            }
+        }
+        out.segments.push(path.clone());
+        out.first_seq = segs[i + 1].0;
+    }
+    if removable > 0 && !dry_run {
+        if let Some(a) = archive {
+            sync_dir(a)?;
+        }
+        sync_dir(dir)?;
+    }
+    Ok(out)
+}
+
+/// Moves a file, copying (and syncing the copy) when `to` is on another file system.
+fn move_file(from: &Path, to: &Path) -> Result<(), JournalError> {
+    if to.exists() {
+        return Err(JournalError::Io {
+            path: to.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::AlreadyExists, "already in the archive"),
+        });
+    }
+    match fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+            fs::copy(from, to).map_err(io_err(to))?;
+            File::open(to)
+                .and_then(|f| f.sync_all())
+                .map_err(io_err(to))?;
+            fs::remove_file(from).map_err(io_err(from))
+        }
+        Err(e) => Err(io_err(from)(e)),
+    }
+}
+
 /// Forces the segment holding sequence id `seq` to stable storage (earlier segments were
 /// synced when the writer rolled past them). A snapshot at `seq` is written after this, so
 /// under any sync policy a snapshot never holds commands a power loss could take from the
@@ -1278,6 +1358,56 @@ mod tests {
         }
         // The file was left as it was for the operator.
         assert_eq!(fs::read(&path).unwrap(), data);
+    }
+
+    #[test]
+    fn trim_takes_whole_segments_through_a_sequence_id_and_a_replay_after_it_still_works() {
+        let dir = tmp("trim");
+        write(&dir, 300, unsynced(1_000, false));
+        let segs = segments(&dir).unwrap();
+        assert!(segs.len() >= 5, "the test needs several segments");
+        // Through a record inside the third segment: the first two go, the third stays.
+        let through = segs[2].0 + 1;
+        let dry = trim(&dir, through, None, true).unwrap();
+        assert_eq!(segments(&dir).unwrap(), segs, "a dry run changes nothing");
+        let archive = dir.with_extension("archive");
+        let _ = fs::remove_dir_all(&archive);
+        let t = trim(&dir, through, Some(&archive), false).unwrap();
+        assert_eq!(t, dry);
+        assert_eq!(t.first_seq, segs[2].0);
+        assert_eq!(t.segments, vec![segs[0].1.clone(), segs[1].1.clone()]);
+        assert_eq!(segments(&dir).unwrap(), segs[2..].to_vec());
+        let archived = segments(&archive).unwrap();
+        assert_eq!(
+            archived.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            vec![segs[0].0, segs[1].0]
+        );
+        assert_eq!(
+            t.bytes,
+            archived
+                .iter()
+                .map(|(_, p)| fs::metadata(p).unwrap().len())
+                .sum::<u64>()
+        );
+        // A replay from after `through` reads everything it needs; one from the start is told
+        // where the journal now begins.
+        let mut seqs = Vec::new();
+        scan_from(&dir, false, through + 1, |r| seqs.push(r.seq)).unwrap();
+        assert_eq!(seqs, (through + 1..=300).collect::<Vec<_>>());
+        let err = scan(&dir, false, |_| {}).unwrap_err();
+        assert!(err.to_string().contains("starts at sequence"), "{err}");
+        // The journal opens and appends after a trim.
+        let (mut j, _) =
+            Journal::open_from(&dir, unsynced(1_000, false), through + 1, |_| {}).unwrap();
+        assert_eq!(j.append(5, &cmd(1)), 301);
+        j.commit().unwrap();
+        // Trimming past the end never takes the segment being written.
+        let t = trim(&dir, u64::MAX, None, false).unwrap();
+        assert_eq!(segments(&dir).unwrap().len(), 1);
+        assert_eq!(t.first_seq, segments(&dir).unwrap()[0].0);
+        // Nothing before the first segment's end: nothing to take.
+        assert_eq!(trim(&dir, 0, None, false).unwrap().segments.len(), 0);
+        let _ = fs::remove_dir_all(&archive);
     }
 
     #[test]

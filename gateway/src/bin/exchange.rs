@@ -159,6 +159,24 @@ enum JournalAction {
         #[arg(long)]
         instruments: Option<PathBuf>,
     },
+    /// Takes out the journal segments no restart needs any more: those whose records all lie
+    /// at or before the oldest readable snapshot, once the delivered reports and the reporting
+    /// database have reached it. Safe while the exchange runs.
+    Trim {
+        /// Exchange configuration (for the data directory and the reporting database); the
+        /// embedded default when absent.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory, overriding the configuration's.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Moves the segments into this directory instead of deleting them.
+        #[arg(long)]
+        archive: Option<PathBuf>,
+        /// Only prints what would be taken out.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Prints records as text.
     Dump {
         /// The exchange's data directory.
@@ -230,8 +248,11 @@ fn journal(action: JournalAction) -> anyhow::Result<()> {
         JournalAction::Verify { data, instruments } => {
             let dir = gateway::exchange::journal_dir(&data);
             let (mut first, mut last) = (None, 0);
-            let mut snapshots = SnapshotCheck::new(&data, engine_config(instruments.as_ref())?)?;
-            let r = engine::journal::scan(&dir, false, |r| {
+            let config = engine_config(instruments.as_ref())?;
+            let start = replay_start(&data, &config)?;
+            let from = start.as_ref().map_or(1, |r| r.seq + 1);
+            let mut snapshots = SnapshotCheck::new(&data, config, start)?;
+            let r = engine::journal::scan_from(&dir, false, from, |r| {
                 first.get_or_insert(r.seq);
                 last = r.seq;
                 snapshots.apply(r);
@@ -255,12 +276,19 @@ fn journal(action: JournalAction) -> anyhow::Result<()> {
             snapshots.finish()
         }
         JournalAction::Replay { data, instruments } => {
-            let mut engine = engine::Engine::new(engine_config(instruments.as_ref())?);
+            let config = engine_config(instruments.as_ref())?;
+            let start = replay_start(&data, &config)?;
+            let from = start.as_ref().map_or(1, |r| r.seq + 1);
+            let mut engine = match start {
+                Some(r) => r.engine,
+                None => engine::Engine::new(config),
+            };
             let mut events = Vec::new();
             let mut hash = engine::hash::StableHasher::new();
             let mut buf = [0u8; engine::event::MAX_EVENT_LEN];
             let mut count = 0u64;
-            let r = engine::journal::scan(&gateway::exchange::journal_dir(&data), false, |r| {
+            let dir = gateway::exchange::journal_dir(&data);
+            let r = engine::journal::scan_from(&dir, false, from, |r| {
                 engine.apply(&r.command, &mut events);
                 for e in events.drain(..) {
                     let n = e.encode(&mut buf);
@@ -269,10 +297,50 @@ fn journal(action: JournalAction) -> anyhow::Result<()> {
                 }
             })?;
             println!(
-                "records {} events {count} event_hash {:016x} state_hash {:016x}",
+                "records {} events {count} event_hash {:016x} state_hash {:016x}{}",
                 r.records,
                 hash.finish(),
-                engine.state_hash()
+                engine.state_hash(),
+                if from > 1 {
+                    format!(" from_snapshot {}", from - 1)
+                } else {
+                    String::new()
+                }
+            );
+            Ok(())
+        }
+        JournalAction::Trim {
+            config,
+            data,
+            archive,
+            dry_run,
+        } => {
+            use gateway::exchange::trim::{TrimPoint, trim_point};
+            let config = load_config(config.as_ref(), data.as_ref())?;
+            let data = config.exchange.data_dir.clone();
+            let dir = gateway::exchange::journal_dir(&data);
+            let through = match trim_point(&data, &config.database_url())? {
+                TrimPoint::Through(seq) => seq,
+                TrimPoint::Nothing(why) => {
+                    println!("{}: nothing to trim: {why}", dir.display());
+                    return Ok(());
+                }
+            };
+            let t = engine::journal::trim(&dir, through, archive.as_deref(), dry_run)?;
+            println!(
+                "{}: {} {} segment(s), {} bytes, records before {} (snapshot at {through}); \
+                 the journal {} at sequence {}",
+                dir.display(),
+                match (dry_run, archive.is_some()) {
+                    (true, _) => "would take out",
+                    (false, true) => "moved to the archive",
+                    (false, false) => "deleted",
+                },
+                t.segments.len(),
+                t.bytes,
+                t.first_seq,
+                if dry_run { "would start" } else { "starts" },
+                t.first_seq,
             );
             Ok(())
         }
@@ -282,7 +350,11 @@ fn journal(action: JournalAction) -> anyhow::Result<()> {
             let mut out = std::io::BufWriter::new(out.lock());
             let mut printed = 0u64;
             let mut result = Ok(());
-            engine::journal::scan(&dir, false, |r| {
+            // A trimmed journal starts later: print from where it starts.
+            let first = engine::journal::segments(&dir)?
+                .first()
+                .map_or(1, |(first, _)| *first);
+            engine::journal::scan_from(&dir, false, from.max(first), |r| {
                 if r.seq < from || limit.is_some_and(|l| printed >= l) || result.is_err() {
                     return;
                 }
@@ -306,6 +378,50 @@ fn engine_config(file: Option<&PathBuf>) -> anyhow::Result<engine::EngineConfig>
     })
 }
 
+/// Where a replay of the journal in `data` starts: `None` for the first record with a fresh
+/// engine, or, when the journal was trimmed, the oldest snapshot that reaches back to its start,
+/// restored.
+fn replay_start(
+    data: &std::path::Path,
+    config: &engine::EngineConfig,
+) -> anyhow::Result<Option<gateway::exchange::snapshots::Restored>> {
+    use gateway::exchange::snapshots;
+    let first = engine::journal::segments(&gateway::exchange::journal_dir(data))?
+        .first()
+        .map_or(1, |(first, _)| *first);
+    if first <= 1 {
+        return Ok(None);
+    }
+    let dir = snapshots::snapshot_dir(data);
+    let feed = feed_spec(config);
+    for (seq, _) in engine::snapshot::list(&dir)? {
+        if seq + 1 < first {
+            continue;
+        }
+        if let Some(r) = snapshots::restore(&dir, seq, config, &feed)?
+            && r.seq == seq
+        {
+            return Ok(Some(r));
+        }
+    }
+    anyhow::bail!(
+        "the journal starts at sequence {first} (it was trimmed) and no usable snapshot reaches \
+         back to it"
+    )
+}
+
+/// The market-data feed the exchange runs for an instrument universe.
+fn feed_spec(config: &engine::EngineConfig) -> gateway::exchange::snapshots::FeedSpec {
+    gateway::exchange::snapshots::FeedSpec {
+        symbols: config
+            .instruments
+            .iter()
+            .map(|i| i.symbol.clone())
+            .collect(),
+        config: marketdata::FeedConfig::default(),
+    }
+}
+
 /// Checks snapshots against a replay of the journal: at each snapshot's sequence id, the
 /// replayed engine and feed must write exactly the snapshot's bytes.
 struct SnapshotCheck {
@@ -318,21 +434,33 @@ struct SnapshotCheck {
 }
 
 impl SnapshotCheck {
-    fn new(data: &std::path::Path, config: engine::EngineConfig) -> anyhow::Result<SnapshotCheck> {
+    /// A check of the snapshots in `data` by a replay from `start` (a restored snapshot, when
+    /// the journal was trimmed) or from the first record.
+    fn new(
+        data: &std::path::Path,
+        config: engine::EngineConfig,
+        start: Option<gateway::exchange::snapshots::Restored>,
+    ) -> anyhow::Result<SnapshotCheck> {
         let dir = gateway::exchange::snapshots::snapshot_dir(data);
         let mut pending = engine::snapshot::list(&dir)?;
+        if let Some(r) = &start {
+            for (seq, _) in pending.iter().filter(|(seq, _)| *seq <= r.seq) {
+                if *seq == r.seq {
+                    println!("snapshot {seq}: the replay starts from it (the journal was trimmed)");
+                } else {
+                    println!("snapshot {seq}: before the trimmed journal's start; not checked");
+                }
+            }
+            pending.retain(|(seq, _)| *seq > r.seq);
+        }
         pending.reverse();
         // Only a replay that reaches a snapshot can check it.
-        let replay = (!pending.is_empty()).then(|| {
-            let symbols = config
-                .instruments
-                .iter()
-                .map(|i| i.symbol.clone())
-                .collect();
-            (
+        let replay = (!pending.is_empty()).then(|| match start {
+            Some(r) => (r.engine, r.feed),
+            None => (
                 engine::Engine::new(config.clone()),
-                marketdata::Feed::new(symbols, marketdata::FeedConfig::default()),
-            )
+                feed_spec(&config).empty(),
+            ),
         });
         Ok(SnapshotCheck {
             config,

@@ -16,6 +16,7 @@ pub mod config;
 pub mod market_data;
 pub mod order_entry;
 pub mod snapshots;
+pub mod trim;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -125,20 +126,21 @@ impl Watermark {
             .with_context(|| format!("opening {}", path.display()))?;
         let mut b = [0u8; 12];
         let seq = match file.read_exact_at(&mut b, 0) {
-            Ok(()) => {
-                let seq = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
-                let crc = u32::from_le_bytes(b[8..].try_into().unwrap_or_default());
-                if crc32c::crc32c(&b[..8]) == crc {
-                    seq
-                } else {
-                    // A torn update: re-deliver everything; PossResend makes it harmless.
-                    tracing::warn!("report watermark unreadable; re-delivering all reports");
-                    0
-                }
-            }
+            Ok(()) => Watermark::decode(&b).unwrap_or_else(|| {
+                // A torn update: re-deliver everything; PossResend makes it harmless.
+                tracing::warn!("report watermark unreadable; re-delivering all reports");
+                0
+            }),
             Err(_) => 0,
         };
         Ok((Watermark { file }, seq))
+    }
+
+    /// The sequence id a watermark's 12 bytes hold, or `None` when their CRC does not match.
+    fn decode(b: &[u8; 12]) -> Option<u64> {
+        let seq = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
+        let crc = u32::from_le_bytes(b[8..].try_into().unwrap_or_default());
+        (crc32c::crc32c(&b[..8]) == crc).then_some(seq)
     }
 
     fn set(&self, seq: u64) {
@@ -150,6 +152,24 @@ impl Watermark {
             tracing::error!(error = %e, "cannot record delivered reports");
         }
     }
+}
+
+/// The last sequence id whose reports a run of the exchange over `data_dir` recorded as
+/// delivered: `None` before any run, an error when the record is unreadable.
+pub fn delivered_through(data_dir: &Path) -> anyhow::Result<Option<u64>> {
+    let path = data_dir.join("delivered");
+    let b = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let b: [u8; 12] = b
+        .get(..12)
+        .and_then(|b| b.try_into().ok())
+        .with_context(|| format!("{}: cut short", path.display()))?;
+    Watermark::decode(&b)
+        .map(Some)
+        .with_context(|| format!("{}: unreadable (CRC mismatch)", path.display()))
 }
 
 /// The delivered watermark, on disk for restarts and in memory for the snapshot thread.
