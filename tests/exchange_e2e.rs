@@ -580,7 +580,7 @@ fn cancels(c: &mut FixClient, wait: Duration) -> Vec<(String, String)> {
 }
 
 #[test]
-fn cancel_on_disconnect_cancels_when_the_session_goes_not_when_the_exchange_stops() {
+fn cancel_on_disconnect_cancels_when_the_session_or_the_exchange_crashes_not_when_it_stops() {
     let config = gateway::exchange::config::DEFAULT_EXCHANGE_TOML.replace(
         "TargetCompID = \"CLIENT1\"",
         "TargetCompID = \"CLIENT1\"\nCancelOnDisconnect = true",
@@ -635,6 +635,43 @@ fn cancel_on_disconnect_cancels_when_the_session_goes_not_when_the_exchange_stop
         }
     };
     assert_fields(&m, &[(11, "C3"), (39, "0"), (151, "10")]);
+    // A crash takes the connection down too: after it, the session's orders are cancelled
+    // at the start, and the client learns it when it logs on again.
+    c1.limit("C4", "DEMO1", "MSFT", 1, 10, "411.00");
+    let m = loop {
+        let m = er(&mut c1);
+        if m.get(11) == Some("C4") {
+            break m;
+        }
+    };
+    assert_fields(&m, &[(150, "0")]);
+    let (out, inn) = (c1.next_out(), c1.next_in);
+    let data = ex.kill9();
+    drop(c1);
+    // A second exchange over the same data directory is refused while one runs.
+    let ex = start_exchange(&data, Some(&config));
+    let second = std::process::Command::new(exchange_tests::exchange_binary())
+        .args(["--port", "0", "--http-port", "0", "--data"])
+        .arg(&data)
+        .output()
+        .expect("run a second exchange");
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("another exchange runs"), "{err}");
+    let mut c1 = FixClient::logon_at(
+        ex.port, "FIX.4.4", "CLIENT1", "client1", "demo1", false, out, inn,
+    )
+    .expect("CLIENT1 logon after the crash");
+    c1.send("2", &[(7, inn.to_string()), (16, "0".into())]);
+    let got = cancels(&mut c1, Duration::from_millis(1500));
+    let disconnect = "cancelled on disconnect".to_string();
+    assert_eq!(
+        got,
+        [
+            ("C3".to_string(), disconnect.clone()),
+            ("C4".to_string(), disconnect)
+        ]
+    );
 }
 
 #[test]

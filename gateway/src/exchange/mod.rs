@@ -29,7 +29,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
-use engine::command::{Asset, CloseTrading, OpenTrading, Transfer};
+use engine::command::{Asset, CloseTrading, MassCancelRequest, OpenTrading, Transfer};
 use engine::config::decimal_to_units;
 use engine::journal::{Journal, JournalOptions, Record};
 use engine::types::{AccountId, ClOrdId, SessionId};
@@ -97,6 +97,68 @@ pub struct Exchange {
     snapshot_stop: Arc<AtomicBool>,
     /// How the start-up recovered, and the snapshots since.
     pub recovery: Arc<RecoveryInfo>,
+    /// Removed by a clean stop.
+    run_marker: Option<RunMarker>,
+}
+
+/// A file that exists in the data directory while the exchange runs: found at a start, it
+/// says the last run did not stop cleanly. Its lock keeps a second exchange off the same
+/// journal (the kernel drops it with the process, however it ends).
+struct RunMarker {
+    path: PathBuf,
+    _locked: File,
+}
+
+impl RunMarker {
+    const NAME: &'static str = "running";
+
+    /// Whether the last run over `data` stopped cleanly (or there was none).
+    fn was_clean(data: &Path) -> anyhow::Result<bool> {
+        let path = data.join(Self::NAME);
+        match std::fs::metadata(&path) {
+            Ok(_) => Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Marks `data` as in use by this process, durably; fails when another exchange holds it.
+    fn create(data: &Path) -> anyhow::Result<RunMarker> {
+        let path = data.join(Self::NAME);
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                anyhow::bail!(
+                    "{} is locked: another exchange runs over this data directory",
+                    path.display()
+                );
+            }
+        }
+        file.set_len(0)
+            .and_then(|()| file.write_all_at(std::process::id().to_string().as_bytes(), 0))
+            .and_then(|()| file.sync_all())
+            .and_then(|()| File::open(data)?.sync_all())
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(RunMarker {
+            path,
+            _locked: file,
+        })
+    }
+
+    /// Records a clean stop.
+    fn remove(self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::error!(error = %e, path = %self.path.display(), "cannot record the clean stop");
+        }
+    }
 }
 
 /// How the exchange recovered at start-up, and the snapshots written since.
@@ -342,6 +404,9 @@ impl Exchange {
     pub fn start(config: &ExchangeConfig, engine_config: EngineConfig) -> anyhow::Result<Exchange> {
         let data = &config.exchange.data_dir;
         std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+        // Before anything in the directory is read or repaired.
+        let crashed = !RunMarker::was_clean(data)?;
+        let run_marker = RunMarker::create(data)?;
         anyhow::ensure!(
             config.accounts.len() <= engine_config.limits.max_accounts as usize,
             "{} accounts configured but the engine holds {}",
@@ -368,6 +433,7 @@ impl Exchange {
         let mut infos = rustc_hash::FxHashMap::default();
         let mut keys: Vec<SessionKey> = Vec::new();
         let mut copies = vec![Vec::new(); config.accounts.len()];
+        let mut cancel_on_disconnect = Vec::new();
         let gateway = config.gateway();
         for (i, s) in gateway.resolve()?.into_iter().enumerate() {
             let k = s.settings.key.clone();
@@ -386,6 +452,9 @@ impl Exchange {
             }
             let mut info = SessionInfo::new(SessionId(i as u32), accounts, role);
             info.cancel_on_disconnect = s.config.cancel_on_disconnect;
+            if info.cancel_on_disconnect {
+                cancel_on_disconnect.push(info.id);
+            }
             infos.insert(k.clone(), info);
             keys.push(k);
             sessions.push(Session::new(s.settings, s.dictionaries, Box::new(store)));
@@ -567,6 +636,21 @@ impl Exchange {
                 }
             }
         }
+        // A run that did not stop cleanly (a crash, kill -9) took its sessions' connections
+        // down with it: the sessions that cancel on disconnect lose their working orders now,
+        // as they would have had each connection dropped on its own. A clean stop keeps them
+        // (the venue closing is not the client going away).
+        if crashed && last > 0 {
+            tracing::warn!(
+                sessions = cancel_on_disconnect.len(),
+                "the last run did not stop cleanly: cancel on disconnect for its sessions"
+            );
+            boot.extend(
+                cancel_on_disconnect
+                    .iter()
+                    .map(|&id| Command::MassCancel(MassCancelRequest::on_disconnect(id))),
+            );
+        }
         // With trading hours the engine thread opens and closes the session itself.
         let schedule = config.schedule()?;
         if schedule.is_none() {
@@ -700,6 +784,7 @@ impl Exchange {
             snapshot_thread,
             snapshot_stop,
             recovery,
+            run_marker: Some(run_marker),
         })
     }
 
@@ -733,6 +818,12 @@ impl Exchange {
         // Without waiting: stop may run on an async thread, where a runtime cannot be dropped.
         if let Some(rt) = self.md_io.take() {
             rt.shutdown_background();
+        }
+        // Only a stop whose engine wrote everything it was given is clean.
+        if !self.failed()
+            && let Some(m) = self.run_marker.take()
+        {
+            m.remove();
         }
     }
 }
