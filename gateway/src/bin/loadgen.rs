@@ -123,6 +123,8 @@ struct Counters {
     sent: AtomicU64,
     acked: AtomicU64,
     rejected: AtomicU64,
+    /// Rejected because the exchange's order queue was full (load shed, never journaled).
+    shed: AtomicU64,
     fills: AtomicU64,
     /// When the last acknowledgement arrived, in microseconds from the start of sending.
     last_ack_us: AtomicU64,
@@ -194,6 +196,13 @@ fn ack_fields(raw: &[u8]) -> [Option<&[u8]>; 3] {
         }
     }
     found
+}
+
+/// Whether a reject says the exchange's order queue was full: the order was shed, not traded
+/// or refused on its merits.
+fn is_shed(raw: &[u8]) -> bool {
+    const BUSY: &[u8] = b"\x0158=exchange busy";
+    raw.windows(BUSY.len()).any(|w| w == BUSY)
 }
 
 /// A tiny deterministic generator; the load's shape matters, not its randomness.
@@ -377,11 +386,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let acked = counters.acked.load(Ordering::Relaxed);
     let us = |v: u64| v as f64 / 1000.0;
     println!(
-        "sessions {} target {}/s duration {}s: sent {sent}, acknowledged {acked} ({} rejected), fills {}, unacknowledged {}",
+        "sessions {} target {}/s duration {}s: sent {sent}, acknowledged {acked} ({} rejected, {} of them for a full order queue), fills {}, unacknowledged {}",
         args.sessions,
         args.rate,
         args.duration,
         counters.rejected.load(Ordering::Relaxed),
+        counters.shed.load(Ordering::Relaxed),
         counters.fills.load(Ordering::Relaxed),
         sent - acked
     );
@@ -521,6 +531,9 @@ async fn session(
                         counters.last_ack_us.fetch_max(at, Ordering::Relaxed);
                         if t == b"9" || exec_type == Some(b"8") {
                             counters.rejected.fetch_add(1, Ordering::Relaxed);
+                            if is_shed(raw) {
+                                counters.shed.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
                 }
@@ -826,5 +839,11 @@ mod tests {
         assert_eq!(cl_ord_id(&mut buf, 12, 345), b"12-345");
         assert_eq!(id_of(b"12-345"), Some(345));
         assert_eq!(id_of(b"12345"), None);
+        assert!(is_shed(
+            b"35=8\x0111=1-2\x01150=8\x0158=exchange busy: order queue full, try again\x01"
+        ));
+        assert!(!is_shed(
+            b"35=8\x0111=1-2\x01150=8\x0158=unknown symbol\x01"
+        ));
     }
 }

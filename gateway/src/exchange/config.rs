@@ -117,7 +117,7 @@ fn default_rate() -> u32 {
     100_000
 }
 fn default_queue() -> usize {
-    65_536
+    262_144
 }
 fn default_snapshot_every() -> u64 {
     1_000_000
