@@ -195,7 +195,7 @@ fn acknowledged_orders_survive_kill_9_under_load() {
 }
 
 #[test]
-fn a_trimmed_journal_restarts_and_replays_from_its_snapshots() {
+fn a_journal_trimmed_while_the_exchange_runs_restarts_and_replays_from_its_snapshots() {
     let data = temp_dir("trim");
     let config = gateway::exchange::config::DEFAULT_EXCHANGE_TOML
         .replace("journal_segment_mb = 256", "journal_segment_mb = 1");
@@ -212,6 +212,9 @@ fn a_trimmed_journal_restarts_and_replays_from_its_snapshots() {
         a.extend_from_slice(extra);
         journal(&a)
     };
+    let segments = |d: &std::path::Path| engine::journal::segments(d).unwrap();
+    let journal_dir = data.join("journal");
+    let archive = data.join("archive");
     // Before any snapshot, a restart needs the whole journal.
     let out = trim(&[]);
     assert!(out.contains("nothing to trim"), "{out}");
@@ -227,58 +230,68 @@ fn a_trimmed_journal_restarts_and_replays_from_its_snapshots() {
         "{}",
         String::from_utf8_lossy(&load.stderr)
     );
-    let committed = status(&ex)["journalSeq"].as_u64().unwrap();
-    // The snapshot thread and the reporting flow run below the order flow: wait for both.
-    let deadline = Instant::now() + Duration::from_secs(150);
-    loop {
-        let st = status(&ex);
-        let (snap, rep) = (st["lastSnapshotSeq"].as_u64(), st["reportingSeq"].as_u64());
-        if snap.unwrap_or(0) + 2500 > committed && rep >= Some(committed) {
-            break;
+    let caught_up = |ex: &exchange_tests::Server, snapshots: bool| {
+        // The snapshot thread and the reporting flow run below the order flow.
+        let committed = status(ex)["journalSeq"].as_u64().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(150);
+        loop {
+            let st = status(ex);
+            let (snap, rep) = (st["lastSnapshotSeq"].as_u64(), st["reportingSeq"].as_u64());
+            if (!snapshots || snap.unwrap_or(0) + 2500 > committed) && rep >= Some(committed) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "snapshots or reporting behind: {st}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
-        assert!(
-            Instant::now() < deadline,
-            "snapshots or reporting behind: {st}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let data = ex.kill9();
-    let segments = |d: &std::path::Path| engine::journal::segments(&d.join("journal")).unwrap();
-    let before = segments(&data);
+    };
+    caught_up(&ex, true);
+    let before = segments(&journal_dir);
     assert!(before.len() >= 3, "{} segments", before.len());
-    let full = replay(&data);
-    assert!(!full.contains("from_snapshot"), "{full}");
 
-    // A dry run changes nothing; the trim moves the segments before the oldest snapshot.
+    // While it runs: a dry run changes nothing; the trim moves the segments before the oldest
+    // snapshot into the archive, and the exchange and its reporting flow go on.
     let out = trim(&["--dry-run"]);
     assert!(out.contains("would take out"), "{out}");
-    assert_eq!(segments(&data), before);
-    let archive = data.join("archive");
+    assert_eq!(segments(&journal_dir), before);
     let out = trim(&["--archive", &archive.display().to_string()]);
-    let after = segments(&data);
+    let after = segments(&journal_dir);
     assert!(after.len() < before.len(), "{out}");
     assert_eq!(after[..], before[before.len() - after.len()..], "{out}");
-    assert_eq!(
-        engine::journal::segments(&archive).unwrap().len() + after.len(),
-        before.len(),
-        "the archive holds the rest"
-    );
+    assert_eq!(segments(&archive).len() + after.len(), before.len());
     let oldest = engine::snapshot::list(&data.join("snapshots")).unwrap()[0].0;
     assert!(
         after[0].0 <= oldest + 1,
         "the oldest snapshot's successor stays"
     );
+    let mut c =
+        FixClient::logon(ex.port, "FIX.4.4", "CLIENT1", "client1", "demo1", true).expect("logon");
+    c.limit("T1", "DEMO1", "AAPL", 1, 1, "175.00");
+    assert_eq!(c.expect("8").get(150), Some("0"));
+    caught_up(&ex, false);
+    let data = ex.kill9();
 
-    // The replay starts from a snapshot and ends in the same state as the full one.
+    // The replay starts from a snapshot; with the archive put back, a replay from the first
+    // record ends in the same state.
     let trimmed = replay(&data);
     assert!(trimmed.contains("from_snapshot"), "{trimmed}");
-    assert_eq!(field(&trimmed, "state_hash"), field(&full, "state_hash"));
     let out = journal(&["verify", "--data", &dir]);
     assert!(out.contains("the replay starts from it"), "{out}");
     let out = journal(&["dump", "--data", &dir, "--limit", "1"]);
     assert!(out.starts_with(&format!("{} ", after[0].0)), "{out}");
+    for (_, p) in segments(&archive) {
+        std::fs::rename(&p, journal_dir.join(p.file_name().unwrap())).unwrap();
+    }
+    let full = replay(&data);
+    assert!(!full.contains("from_snapshot"), "{full}");
+    assert_eq!(field(&trimmed, "state_hash"), field(&full, "state_hash"));
 
-    // The exchange restarts over the trimmed journal, in the same state, and trades on.
+    // Trimmed again (deleted this time), the exchange restarts in the same state and trades.
+    let out = trim(&[]);
+    assert!(out.contains("deleted"), "{out}");
+    assert_eq!(segments(&journal_dir), after, "{out}");
     let ex = start_exchange_with(&data, Some(&config), &args);
     let st = status(&ex);
     assert_eq!(
@@ -288,7 +301,6 @@ fn a_trimmed_journal_restarts_and_replays_from_its_snapshots() {
     );
     let mut c =
         FixClient::logon(ex.port, "FIX.4.4", "CLIENT1", "client1", "demo1", true).expect("logon");
-    c.limit("T1", "DEMO1", "AAPL", 1, 1, "175.00");
-    let m = c.expect("8");
-    assert_eq!(m.get(150), Some("0"), "{m:?}");
+    c.limit("T2", "DEMO1", "AAPL", 1, 1, "175.00");
+    assert_eq!(c.expect("8").get(150), Some("0"));
 }
