@@ -32,14 +32,7 @@ fn wait_for_reporting(ex: &Server) -> u64 {
 fn journal_rows(data: &std::path::Path) -> Rows {
     let config = gateway::exchange::config::ExchangeConfig::embedded(data);
     let engine_config = engine::EngineConfig::default_universe();
-    let names = reporting::Names {
-        accounts: config.accounts.iter().map(|a| a.name.clone()).collect(),
-        symbols: engine_config
-            .instruments
-            .iter()
-            .map(|i| i.symbol.clone())
-            .collect(),
-    };
+    let names = gateway::exchange::names(&config, &engine_config);
     let mut engine = engine::Engine::new(engine_config);
     let mut events = Vec::new();
     let mut rows = Rows::default();
@@ -169,6 +162,64 @@ fn sqlite_holds_exactly_the_journal_after_kill_9_under_load() {
     kill9_under_load_then_compare(&[], |data| {
         format!("sqlite:{}", data.join("reporting.db").display())
     });
+}
+
+#[test]
+fn a_reporting_process_of_its_own_stores_exactly_the_journal_of_an_exchange_without_one() {
+    let data = temp_dir("reporting-process");
+    let logs = temp_dir("reporting-process-loadgen");
+    let url = format!("sqlite:{}", data.join("own.db").display());
+    let ex = start_exchange_with(&data, None, &["--database", "none"]);
+    let reporter = || {
+        Command::new(exchange_tests::exchange_binary())
+            .args(["reporting", "--data"])
+            .arg(&data)
+            .args(["--database", &url])
+            .env("RUST_LOG", "warn")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start exchange reporting")
+    };
+    // Started while the exchange trades, stopped (SIGTERM) half-way, started again.
+    let first = reporter();
+    let mut loadgen = load(ex.port, 3, &logs.join("load.log"));
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status();
+    let out = first.wait_with_output().expect("reporting process");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("reporting stopped at sequence"), "{err}");
+    let _ = loadgen.wait();
+    assert!(fills(&logs.join("load.log")) > 0, "the load traded");
+    let mut second = reporter();
+    let journal = journal_seq(&ex);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let stored = reporting::open(&url)
+            .and_then(|mut s| s.last_seq())
+            .unwrap_or(0);
+        if stored >= journal {
+            assert_eq!(
+                stored, journal,
+                "nothing beyond what the exchange journaled"
+            );
+            break;
+        }
+        assert!(
+            second.try_wait().ok().flatten().is_none(),
+            "the reporting process stopped"
+        );
+        assert!(Instant::now() < deadline, "stored {stored} of {journal}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = second.kill();
+    let _ = second.wait();
+    let data = ex.kill9();
+    assert_store_matches_journal(&url, &data);
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(&logs);
 }
 
 /// A fresh database on the test server; its URL.

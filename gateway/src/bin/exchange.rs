@@ -130,6 +130,24 @@ enum Command {
     },
     /// Writes a report from the reporting database as CSV or JSON.
     Report(ReportArgs),
+    /// Follows the journal of a running (or stopped) exchange into a reporting database, as
+    /// the exchange's own reporting thread does, until Ctrl-C or SIGTERM: for an exchange run
+    /// with `database = "none"`, so that the reporting flow runs in a process of its own.
+    Reporting {
+        /// Exchange configuration (data directory, accounts); the embedded default when absent.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Instrument universe the exchange runs with; the embedded one when absent.
+        #[arg(long)]
+        instruments: Option<PathBuf>,
+        /// Data directory, overriding the configuration's.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The reporting database (sqlite:PATH or postgres://...); the configuration's when
+        /// absent.
+        #[arg(long)]
+        database: Option<String>,
+    },
     /// Prints the salted hash of a password, for session and API credentials.
     HashPassword {
         /// The password.
@@ -170,6 +188,10 @@ enum JournalAction {
         /// Data directory, overriding the configuration's.
         #[arg(long)]
         data: Option<PathBuf>,
+        /// The reporting database whose position to respect, overriding the configuration's
+        /// (that of an `exchange reporting` process, when the exchange runs without one).
+        #[arg(long)]
+        database: Option<String>,
         /// Moves the segments into this directory instead of deleting them.
         #[arg(long)]
         archive: Option<PathBuf>,
@@ -229,6 +251,18 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Report(args)) => report(args),
+        Some(Command::Reporting {
+            config,
+            instruments,
+            data,
+            database,
+        }) => {
+            init_logging("info");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(run_reporting(config, instruments, data, database))
+        }
         Some(Command::HashPassword { password }) => {
             let mut salt = [0u8; 16];
             std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut salt)
@@ -312,6 +346,7 @@ fn journal(action: JournalAction) -> anyhow::Result<()> {
         JournalAction::Trim {
             config,
             data,
+            database,
             archive,
             dry_run,
         } => {
@@ -319,7 +354,8 @@ fn journal(action: JournalAction) -> anyhow::Result<()> {
             let config = load_config(config.as_ref(), data.as_ref())?;
             let data = config.exchange.data_dir.clone();
             let dir = gateway::exchange::journal_dir(&data);
-            let through = match trim_point(&data, &config.database_url())? {
+            let database = database.unwrap_or_else(|| config.database_url());
+            let through = match trim_point(&data, &database)? {
                 TrimPoint::Through(seq) => seq,
                 TrimPoint::Nothing(why) => {
                     println!("{}: nothing to trim: {why}", dir.display());
@@ -706,6 +742,74 @@ async fn run_at(config: GatewayConfig) -> anyhow::Result<()> {
     shutdown_signal().await;
     acceptor.shutdown(Duration::from_secs(3)).await;
     serve.abort();
+    Ok(())
+}
+
+/// The reporting flow in a process of its own: it stores what the exchange has recorded as
+/// delivered (the `delivered` file), which is never beyond what the journal holds durably and
+/// wholly written, and stops on Ctrl-C or SIGTERM.
+async fn run_reporting(
+    config: Option<PathBuf>,
+    instruments: Option<PathBuf>,
+    data: Option<PathBuf>,
+    database: Option<String>,
+) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let config = load_config(config.as_ref(), data.as_ref())?;
+    let url = database.unwrap_or_else(|| config.database_url());
+    anyhow::ensure!(
+        url != "none",
+        "no reporting database: give --database or set one in the configuration"
+    );
+    let engine = engine_config(instruments.as_ref())?;
+    let data = config.exchange.data_dir.clone();
+    let reporter = reporting::ReporterConfig {
+        journal_dir: gateway::exchange::journal_dir(&data),
+        database: url.clone(),
+        names: gateway::exchange::names(&config, &engine),
+        engine,
+        snapshot_dir: Some(gateway::exchange::snapshots::snapshot_dir(&data)),
+        stop_grace: reporting::ReporterConfig::STOP_GRACE,
+    };
+    let progress = Arc::new(reporting::Progress::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    // The exchange's reporting thread is told each commit; this process reads the mark the
+    // exchange's report thread leaves after each batch.
+    let watcher = {
+        let (progress, stop, data) = (Arc::clone(&progress), Arc::clone(&stop), data.clone());
+        std::thread::Builder::new()
+            .name("delivered".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    match gateway::exchange::delivered_through(&data) {
+                        Ok(Some(seq)) => {
+                            progress.committed.fetch_max(seq, Ordering::AcqRel);
+                        }
+                        Ok(None) => {}
+                        // A torn read of a mark being rewritten: the next read has it.
+                        Err(e) => tracing::debug!(error = %e, "delivered mark unreadable"),
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })?
+    };
+    let flow = {
+        let (progress, stop) = (Arc::clone(&progress), Arc::clone(&stop));
+        std::thread::Builder::new()
+            .name("reporting".into())
+            .spawn(move || reporting::follow::run(reporter, progress, stop))?
+    };
+    eprintln!("reporting {} into {url}", data.display());
+    shutdown_signal().await;
+    stop.store(true, Ordering::Release);
+    let _ = watcher.join();
+    let _ = flow.join();
+    let applied = progress.applied.load(Ordering::Acquire);
+    eprintln!("reporting stopped at sequence {applied}");
+    anyhow::ensure!(
+        !progress.failed.load(Ordering::Acquire),
+        "the reporting flow stopped on an error (see the log)"
+    );
     Ok(())
 }
 

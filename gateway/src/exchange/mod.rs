@@ -216,6 +216,18 @@ impl Watermark {
     }
 }
 
+/// The names of the accounts and symbols behind the engine's ids, for reports and rows.
+pub fn names(config: &ExchangeConfig, engine_config: &EngineConfig) -> Names {
+    Names {
+        accounts: config.accounts.iter().map(|a| a.name.clone()).collect(),
+        symbols: engine_config
+            .instruments
+            .iter()
+            .map(|i| i.symbol.clone())
+            .collect(),
+    }
+}
+
 /// The last sequence id whose reports a run of the exchange over `data_dir` recorded as
 /// delivered: `None` before any run, an error when the record is unreadable.
 pub fn delivered_through(data_dir: &Path) -> anyhow::Result<Option<u64>> {
@@ -413,14 +425,7 @@ impl Exchange {
             config.accounts.len(),
             engine_config.limits.max_accounts
         );
-        let names = Names {
-            accounts: config.accounts.iter().map(|a| a.name.clone()).collect(),
-            symbols: engine_config
-                .instruments
-                .iter()
-                .map(|i| i.symbol.clone())
-                .collect(),
-        };
+        let names = names(config, &engine_config);
         let account_ids: HashMap<&str, AccountId> = config
             .accounts
             .iter()
