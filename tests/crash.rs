@@ -304,3 +304,37 @@ fn a_journal_trimmed_while_the_exchange_runs_restarts_and_replays_from_its_snaps
     c.limit("T2", "DEMO1", "AAPL", 1, 1, "175.00");
     assert_eq!(c.expect("8").get(150), Some("0"));
 }
+
+#[test]
+fn a_start_that_fails_is_not_taken_for_a_crash_and_a_crash_is_not_forgotten() {
+    let data = temp_dir("failed-start");
+    let journal = data.join("journal");
+    std::fs::create_dir_all(&journal).unwrap();
+    // A journal that stops the start-up: corruption is reported, never skipped.
+    std::fs::write(
+        journal.join("00000000000000000001.journal"),
+        b"not a journal segment at all",
+    )
+    .unwrap();
+    let start = || {
+        Command::new(exchange_binary())
+            .args(["--port", "0", "--http-port", "0", "--data"])
+            .arg(&data)
+            .output()
+            .expect("run the exchange")
+    };
+    let out = start();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    // A clear error, and no panic on the way out (its market-data runtime was dropped on an
+    // async thread before).
+    assert!(err.contains("not a journal segment"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!data.join("running").exists(), "no run, no crash");
+    // Left behind by a crash, the marker stays through a failed start: the next start that
+    // gets through still cancels for the crashed run.
+    std::fs::write(data.join("running"), b"1").unwrap();
+    assert!(!start().status.success());
+    assert!(data.join("running").exists());
+    let _ = std::fs::remove_dir_all(&data);
+}

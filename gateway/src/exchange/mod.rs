@@ -92,7 +92,7 @@ pub struct Exchange {
     reporting_thread: Option<JoinHandle<()>>,
     reporting_stop: Arc<AtomicBool>,
     /// Where market-data connections run: one thread below the order flow's priority.
-    md_io: Option<tokio::runtime::Runtime>,
+    md_io: Option<BackgroundRuntime>,
     snapshot_thread: Option<JoinHandle<()>>,
     snapshot_stop: Arc<AtomicBool>,
     /// How the start-up recovered, and the snapshots since.
@@ -101,12 +101,30 @@ pub struct Exchange {
     run_marker: Option<RunMarker>,
 }
 
+/// A runtime that shuts down without waiting when dropped: the exchange starts and stops on an
+/// async thread (the binary's), where dropping a runtime the usual way panics, also when a
+/// start fails half-way.
+struct BackgroundRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for BackgroundRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// A file that exists in the data directory while the exchange runs: found at a start, it
 /// says the last run did not stop cleanly. Its lock keeps a second exchange off the same
 /// journal (the kernel drops it with the process, however it ends).
 struct RunMarker {
     path: PathBuf,
     _locked: File,
+    /// Whether the file stays when this is dropped without [`RunMarker::remove`]: once the
+    /// exchange runs (sessions may be connected), or when it was already there (a crash whose
+    /// cancels a failed start may not have sequenced). A start that fails before that leaves
+    /// no trace, so the next start does not take a clean stop for a crash.
+    keep: bool,
 }
 
 impl RunMarker {
@@ -123,7 +141,8 @@ impl RunMarker {
     }
 
     /// Marks `data` as in use by this process, durably; fails when another exchange holds it.
-    fn create(data: &Path) -> anyhow::Result<RunMarker> {
+    /// `crashed`: the last run left the file behind.
+    fn create(data: &Path, crashed: bool) -> anyhow::Result<RunMarker> {
         let path = data.join(Self::NAME);
         let file = OpenOptions::new()
             .write(true)
@@ -150,12 +169,21 @@ impl RunMarker {
         Ok(RunMarker {
             path,
             _locked: file,
+            keep: crashed,
         })
     }
 
     /// Records a clean stop.
-    fn remove(self) {
-        if let Err(e) = std::fs::remove_file(&self.path) {
+    fn remove(mut self) {
+        self.keep = false;
+    }
+}
+
+impl Drop for RunMarker {
+    fn drop(&mut self) {
+        if !self.keep
+            && let Err(e) = std::fs::remove_file(&self.path)
+        {
             tracing::error!(error = %e, path = %self.path.display(), "cannot record the clean stop");
         }
     }
@@ -418,7 +446,7 @@ impl Exchange {
         std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
         // Before anything in the directory is read or repaired.
         let crashed = !RunMarker::was_clean(data)?;
-        let run_marker = RunMarker::create(data)?;
+        let mut run_marker = RunMarker::create(data, crashed)?;
         anyhow::ensure!(
             config.accounts.len() <= engine_config.limits.max_accounts as usize,
             "{} accounts configured but the engine holds {}",
@@ -516,7 +544,7 @@ impl Exchange {
                 .build()
                 .context("starting the market-data connections' runtime")?;
             acceptor.set_background(rt.handle().clone());
-            Some(rt)
+            Some(BackgroundRuntime(Some(rt)))
         } else {
             None
         };
@@ -769,6 +797,7 @@ impl Exchange {
             );
             std::thread::sleep(Duration::from_millis(1));
         }
+        run_marker.keep = true;
         Ok(Exchange {
             acceptor,
             stop,
@@ -820,10 +849,7 @@ impl Exchange {
         if let Some(t) = self.reporting_thread.take() {
             let _ = t.join();
         }
-        // Without waiting: stop may run on an async thread, where a runtime cannot be dropped.
-        if let Some(rt) = self.md_io.take() {
-            rt.shutdown_background();
-        }
+        drop(self.md_io.take());
         // Only a stop whose engine wrote everything it was given is clean.
         if !self.failed()
             && let Some(m) = self.run_marker.take()
