@@ -43,6 +43,11 @@ pub struct Params {
     /// Snapshots kept on disk.
     #[serde(default = "default_snapshots_kept")]
     pub snapshots_kept: usize,
+    /// After each snapshot, take out the journal segments no restart needs any more, as
+    /// `exchange journal trim` does: `"off"`, `"delete"`, or `"archive:DIR"` (relative to the
+    /// data directory) to move them there.
+    #[serde(default = "default_journal_trim")]
+    pub journal_trim: String,
     /// Whether the exchange opens today's trading session when it starts (when false, it
     /// starts closed and orders are rejected: no trading outside the session).
     #[serde(default = "default_true")]
@@ -121,6 +126,9 @@ fn default_queue() -> usize {
 }
 fn default_snapshot_every() -> u64 {
     1_000_000
+}
+fn default_journal_trim() -> String {
+    "off".into()
 }
 fn default_snapshots_kept() -> usize {
     2
@@ -371,6 +379,22 @@ impl ExchangeConfig {
             .map_err(ConfigError::Invalid)
     }
 
+    /// What to do with the journal after each snapshot (`journal_trim`): `None` to keep it
+    /// all, `Some(None)` to delete what no restart needs, `Some(Some(dir))` to move it there.
+    pub fn journal_trim(&self) -> Result<Option<Option<PathBuf>>, ConfigError> {
+        let t = self.exchange.journal_trim.trim();
+        match t {
+            "off" => Ok(None),
+            "delete" => Ok(Some(None)),
+            _ => match t.strip_prefix("archive:") {
+                Some(dir) if !dir.is_empty() => Ok(Some(Some(self.exchange.data_dir.join(dir)))),
+                _ => Err(ConfigError::Invalid(format!(
+                    "journal_trim = {t:?}: expected \"off\", \"delete\" or \"archive:DIR\""
+                ))),
+            },
+        }
+    }
+
     /// The session part, for the session layer; a relative `FileStorePath` is taken from the
     /// data directory.
     pub fn gateway(&self) -> GatewayConfig {
@@ -399,6 +423,26 @@ mod tests {
         assert_eq!(gateway.acceptor.store_path, Path::new("/x/data/sessions"));
         let sessions = gateway.resolve().unwrap();
         assert!(sessions.iter().all(|s| s.settings.authenticator.is_some()));
+    }
+
+    #[test]
+    fn journal_trim_is_off_delete_or_an_archive_in_the_data_directory() {
+        let with = |v: &str| {
+            let text = DEFAULT_EXCHANGE_TOML
+                .replace("journal_trim = \"off\"", &format!("journal_trim = {v:?}"));
+            ExchangeConfig::from_toml(&text, Path::new("/base"))
+                .unwrap()
+                .journal_trim()
+        };
+        assert_eq!(with("off").unwrap(), None);
+        assert_eq!(with("delete").unwrap(), Some(None));
+        assert_eq!(
+            with("archive:old").unwrap(),
+            Some(Some(Path::new("/base/data/old").to_path_buf()))
+        );
+        for bad in ["archive:", "yes", ""] {
+            assert!(with(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

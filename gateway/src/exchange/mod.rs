@@ -444,6 +444,7 @@ impl Exchange {
     pub fn start(config: &ExchangeConfig, engine_config: EngineConfig) -> anyhow::Result<Exchange> {
         let data = &config.exchange.data_dir;
         std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+        let journal_trim = config.journal_trim()?;
         // Before anything in the directory is read or repaired.
         let crashed = !RunMarker::was_clean(data)?;
         let mut run_marker = RunMarker::create(data, crashed)?;
@@ -759,6 +760,11 @@ impl Exchange {
                 feed: feed_spec,
                 every: config.exchange.snapshot_every,
                 keep: config.exchange.snapshots_kept,
+                trim: journal_trim.map(|archive| snapshots::AutoTrim {
+                    data_dir: data.clone(),
+                    database: database.clone(),
+                    archive,
+                }),
             };
             let (limit, stop) = (Arc::clone(&delivered), Arc::clone(&snapshot_stop));
             let written = Arc::clone(&recovery.last_snapshot);

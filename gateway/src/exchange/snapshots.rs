@@ -103,6 +103,46 @@ pub struct Snapshotter {
     pub every: u64,
     /// Snapshots kept on disk.
     pub keep: usize,
+    /// Trimming the journal after each snapshot, when on.
+    pub trim: Option<AutoTrim>,
+}
+
+/// The journal trimmed after each snapshot (`journal_trim` in the configuration).
+pub struct AutoTrim {
+    /// The exchange's data directory.
+    pub data_dir: PathBuf,
+    /// The reporting database whose position to respect (`none` for none).
+    pub database: String,
+    /// Where segments go; deleted when `None`.
+    pub archive: Option<PathBuf>,
+}
+
+impl AutoTrim {
+    /// Takes out the segments no restart needs any more, logging what it did.
+    fn run(&self, journal_dir: &Path) {
+        let through = match super::trim::trim_point(&self.data_dir, &self.database) {
+            Ok(super::trim::TrimPoint::Through(seq)) => seq,
+            Ok(super::trim::TrimPoint::Nothing(why)) => {
+                tracing::debug!(why, "journal not trimmed");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "journal not trimmed");
+                return;
+            }
+        };
+        match engine::journal::trim(journal_dir, through, self.archive.as_deref(), false) {
+            Ok(t) if !t.segments.is_empty() => tracing::info!(
+                segments = t.segments.len(),
+                bytes = t.bytes,
+                first_seq = t.first_seq,
+                archived = self.archive.is_some(),
+                "journal trimmed"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "journal trim failed"),
+        }
+    }
 }
 
 /// Whether a snapshot is due: `every` records since the last one and, once snapshots pass
@@ -196,7 +236,10 @@ pub fn run(s: Snapshotter, limit: Arc<AtomicU64>, written: Arc<AtomicU64>, stop:
                         bytes = e.len() + f.len(),
                         elapsed_ms = started.elapsed().as_millis() as u64,
                         "snapshot written"
-                    )
+                    );
+                    if let Some(t) = &s.trim {
+                        t.run(&s.journal_dir);
+                    }
                 }
                 Err(e) => tracing::error!(seq, error = %e, "snapshot not written"),
             }
