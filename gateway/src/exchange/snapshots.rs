@@ -118,9 +118,11 @@ pub struct AutoTrim {
 }
 
 impl AutoTrim {
-    /// Takes out the segments no restart needs any more, logging what it did.
-    fn run(&self, journal_dir: &Path) {
-        let through = match super::trim::trim_point(&self.data_dir, &self.database) {
+    /// Takes out the segments no restart needs any more once the snapshot at `written` is on
+    /// disk, logging what it did.
+    fn run(&self, journal_dir: &Path, written: u64) {
+        let point = super::trim::trim_point_after(&self.data_dir, &self.database, Some(written));
+        let through = match point {
             Ok(super::trim::TrimPoint::Through(seq)) => seq,
             Ok(super::trim::TrimPoint::Nothing(why)) => {
                 tracing::debug!(why, "journal not trimmed");
@@ -238,7 +240,7 @@ pub fn run(s: Snapshotter, limit: Arc<AtomicU64>, written: Arc<AtomicU64>, stop:
                         "snapshot written"
                     );
                     if let Some(t) = &s.trim {
-                        t.run(&s.journal_dir);
+                        t.run(&s.journal_dir, seq);
                     }
                 }
                 Err(e) => tracing::error!(seq, error = %e, "snapshot not written"),

@@ -23,9 +23,26 @@ pub enum TrimPoint {
 /// Where the journal of the exchange whose data directory is `data_dir` may be trimmed;
 /// `database` is its reporting database's URL (`none` when it has none).
 pub fn trim_point(data_dir: &Path, database: &str) -> anyhow::Result<TrimPoint> {
+    trim_point_after(data_dir, database, None)
+}
+
+/// [`trim_point`] for the snapshot thread, which has just written the snapshot at `newest`
+/// and synced it: as long as that one is there, older ones need not be read to be trusted
+/// (a restart falls back to an older snapshot only when the newer ones are unusable).
+pub(crate) fn trim_point_after(
+    data_dir: &Path,
+    database: &str,
+    newest: Option<u64>,
+) -> anyhow::Result<TrimPoint> {
     let dir = super::snapshots::snapshot_dir(data_dir);
+    let listed = engine::snapshot::list(&dir)?;
+    let trusted = newest.is_some_and(|n| listed.iter().any(|(seq, _)| *seq == n));
     let mut oldest = None;
-    for (seq, path) in engine::snapshot::list(&dir)? {
+    for (seq, path) in listed {
+        if trusted {
+            oldest = Some(seq);
+            break;
+        }
         match engine::snapshot::read(&path) {
             Ok(_) => {
                 oldest = Some(seq);
@@ -104,6 +121,16 @@ mod tests {
         let (_, oldest) = &engine::snapshot::list(&snaps).unwrap()[0];
         std::fs::write(oldest, b"not a snapshot").unwrap();
         assert_eq!(trim_point(&data, "none").unwrap(), TrimPoint::Through(200));
+        // Unless the snapshot thread has just written a newer one: then restarts use that.
+        assert_eq!(
+            super::trim_point_after(&data, "none", Some(200)).unwrap(),
+            TrimPoint::Through(100)
+        );
+        assert_eq!(
+            super::trim_point_after(&data, "none", Some(300)).unwrap(),
+            TrimPoint::Through(200),
+            "a snapshot not on disk is no reason to trust the others"
+        );
         nothing(
             trim_point(&data, &db).unwrap(),
             "before the oldest snapshot (200)",
