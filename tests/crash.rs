@@ -358,19 +358,34 @@ fn with_journal_trim_on_the_exchange_archives_what_no_restart_needs_after_its_sn
     let ex = start_exchange_with(&data, Some(&config), &args);
     let archive = data.join("old-journal");
     let archived = || engine::journal::segments(&archive).unwrap().len();
-    // Snapshots come with the load; a trim needs the reporting flow (idle priority) to have
-    // reached the oldest one, so it may take a few rounds on a busy machine.
-    for round in 0..8 {
-        let load = Command::new(sibling_binary("loadgen"))
+    let load = |rate: &str, secs: &str| {
+        let out = Command::new(sibling_binary("loadgen"))
             .args(["--port", &ex.port.to_string(), "--sessions", "4"])
-            .args(["--rate", "10000", "--duration", "2", "--symbols", "5"])
+            .args(["--rate", rate, "--duration", secs, "--symbols", "5"])
             .output()
             .expect("run loadgen");
-        assert!(load.status.success(), "round {round}");
-        if archived() > 0 {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // Segments and snapshots; then, once the reporting flow (idle priority: slow on a busy
+    // machine) has stored them, the next snapshot trims.
+    load("10000", "2");
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        let st = status(&ex);
+        if st["reportingSeq"].as_u64() >= st["journalSeq"].as_u64() {
             break;
         }
-        std::thread::sleep(Duration::from_secs(2));
+        assert!(Instant::now() < deadline, "reporting behind: {st}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    load("4000", "1");
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while archived() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
     }
     assert!(archived() > 0, "nothing archived: {}", status(&ex));
     let journal = engine::journal::segments(&data.join("journal")).unwrap();
