@@ -77,6 +77,41 @@ fn journal(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
+/// Runs the load generator against `ex` (4 sessions, 5 symbols); it must succeed.
+fn load(ex: &exchange_tests::Server, rate: &str, secs: &str) {
+    let out = Command::new(sibling_binary("loadgen"))
+        .args(["--port", &ex.port.to_string(), "--sessions", "4"])
+        .args(["--rate", rate, "--duration", secs, "--symbols", "5"])
+        .output()
+        .expect("run loadgen");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits until the reporting flow holds what the journal holds now and, with `snapshot_every`,
+/// until the snapshot thread has written the last snapshot due before it. Both run below the
+/// order flow: on a busy machine they take a while.
+fn caught_up(ex: &exchange_tests::Server, snapshot_every: Option<u64>) {
+    let committed = status(ex)["journalSeq"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        let st = status(ex);
+        let snapped = snapshot_every
+            .is_none_or(|every| st["lastSnapshotSeq"].as_u64().unwrap_or(0) + every > committed);
+        if snapped && st["reportingSeq"].as_u64() >= Some(committed) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "snapshots or reporting behind: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The exchange started from a snapshot and replayed exactly the journal after it.
 fn assert_restored_from_a_snapshot(ex: &exchange_tests::Server) {
     let st = status(ex);
@@ -230,34 +265,8 @@ fn a_journal_trimmed_while_the_exchange_runs_restarts_and_replays_from_its_snaps
     assert!(out.contains("nothing to trim"), "{out}");
 
     // Enough orders for several segments and snapshots.
-    let load = Command::new(sibling_binary("loadgen"))
-        .args(["--port", &ex.port.to_string(), "--sessions", "4"])
-        .args(["--rate", "12000", "--duration", "3", "--symbols", "5"])
-        .output()
-        .expect("run loadgen");
-    assert!(
-        load.status.success(),
-        "{}",
-        String::from_utf8_lossy(&load.stderr)
-    );
-    let caught_up = |ex: &exchange_tests::Server, snapshots: bool| {
-        // The snapshot thread and the reporting flow run below the order flow.
-        let committed = status(ex)["journalSeq"].as_u64().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(150);
-        loop {
-            let st = status(ex);
-            let (snap, rep) = (st["lastSnapshotSeq"].as_u64(), st["reportingSeq"].as_u64());
-            if (!snapshots || snap.unwrap_or(0) + 2500 > committed) && rep >= Some(committed) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "snapshots or reporting behind: {st}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
-    caught_up(&ex, true);
+    load(&ex, "12000", "3");
+    caught_up(&ex, Some(2500));
     let before = segments(&journal_dir);
     assert!(before.len() >= 3, "{} segments", before.len());
 
@@ -280,7 +289,7 @@ fn a_journal_trimmed_while_the_exchange_runs_restarts_and_replays_from_its_snaps
         FixClient::logon(ex.port, "FIX.4.4", "CLIENT1", "client1", "demo1", true).expect("logon");
     c.limit("T1", "DEMO1", "AAPL", 1, 1, "175.00");
     assert_eq!(c.expect("8").get(150), Some("0"));
-    caught_up(&ex, false);
+    caught_up(&ex, None);
     let data = ex.kill9();
 
     // The replay starts from a snapshot; with the archive put back, a replay from the first
@@ -358,18 +367,6 @@ fn with_journal_trim_on_the_exchange_archives_what_no_restart_needs_after_its_sn
     let ex = start_exchange_with(&data, Some(&config), &args);
     let archive = data.join("old-journal");
     let archived = || engine::journal::segments(&archive).unwrap().len();
-    let load = |rate: &str, secs: &str| {
-        let out = Command::new(sibling_binary("loadgen"))
-            .args(["--port", &ex.port.to_string(), "--sessions", "4"])
-            .args(["--rate", rate, "--duration", secs, "--symbols", "5"])
-            .output()
-            .expect("run loadgen");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
     // Rounds of load, each followed by the reporting flow (idle priority: slow on a busy
     // machine) catching up: a snapshot taken once it holds the rows of the snapshot before
     // trims, so the second round or a later one archives.
@@ -380,15 +377,8 @@ fn with_journal_trim_on_the_exchange_archives_what_no_restart_needs_after_its_sn
             "nothing archived: {}",
             status(&ex)
         );
-        load("10000", "2");
-        loop {
-            let st = status(&ex);
-            if st["reportingSeq"].as_u64() >= st["journalSeq"].as_u64() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "reporting behind: {st}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        load(&ex, "10000", "2");
+        caught_up(&ex, None);
     }
     assert!(archived() > 0, "nothing archived: {}", status(&ex));
     let journal = engine::journal::segments(&data.join("journal")).unwrap();

@@ -168,6 +168,11 @@ pub fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, JournalError> {
     numbered_files(dir, SUFFIX).map_err(io_err(dir))
 }
 
+/// The sequence id the journal in `dir` starts at: 1, or later once it was [`trim`]med.
+pub fn first_seq(dir: &Path) -> Result<u64, JournalError> {
+    Ok(segments(dir)?.first().map_or(1, |(first, _)| *first))
+}
+
 /// The files of `dir` named `<number><suffix>`, by number; none when `dir` does not exist.
 pub(crate) fn numbered_files(dir: &Path, suffix: &str) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();

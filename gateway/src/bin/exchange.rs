@@ -350,12 +350,12 @@ fn journal(action: JournalAction) -> anyhow::Result<()> {
             archive,
             dry_run,
         } => {
-            use gateway::exchange::trim::{TrimPoint, trim_point};
+            use gateway::exchange::trim::{TrimPoint, reporting_position, trim_point};
             let config = load_config(config.as_ref(), data.as_ref())?;
             let data = config.exchange.data_dir.clone();
             let dir = gateway::exchange::journal_dir(&data);
             let database = database.unwrap_or_else(|| config.database_url());
-            let through = match trim_point(&data, &database)? {
+            let through = match trim_point(&data, reporting_position(&database)?)? {
                 TrimPoint::Through(seq) => seq,
                 TrimPoint::Nothing(why) => {
                     println!("{}: nothing to trim: {why}", dir.display());
@@ -387,9 +387,7 @@ fn journal(action: JournalAction) -> anyhow::Result<()> {
             let mut printed = 0u64;
             let mut result = Ok(());
             // A trimmed journal starts later: print from where it starts.
-            let first = engine::journal::segments(&dir)?
-                .first()
-                .map_or(1, |(first, _)| *first);
+            let first = engine::journal::first_seq(&dir)?;
             engine::journal::scan_from(&dir, false, from.max(first), |r| {
                 if r.seq < from || limit.is_some_and(|l| printed >= l) || result.is_err() {
                     return;
@@ -422,14 +420,12 @@ fn replay_start(
     config: &engine::EngineConfig,
 ) -> anyhow::Result<Option<gateway::exchange::snapshots::Restored>> {
     use gateway::exchange::snapshots;
-    let first = engine::journal::segments(&gateway::exchange::journal_dir(data))?
-        .first()
-        .map_or(1, |(first, _)| *first);
+    let first = engine::journal::first_seq(&gateway::exchange::journal_dir(data))?;
     if first <= 1 {
         return Ok(None);
     }
     let dir = snapshots::snapshot_dir(data);
-    let feed = feed_spec(config);
+    let feed = snapshots::FeedSpec::of(config);
     for (seq, _) in engine::snapshot::list(&dir)? {
         if seq + 1 < first {
             continue;
@@ -444,18 +440,6 @@ fn replay_start(
         "the journal starts at sequence {first} (it was trimmed) and no usable snapshot reaches \
          back to it"
     )
-}
-
-/// The market-data feed the exchange runs for an instrument universe.
-fn feed_spec(config: &engine::EngineConfig) -> gateway::exchange::snapshots::FeedSpec {
-    gateway::exchange::snapshots::FeedSpec {
-        symbols: config
-            .instruments
-            .iter()
-            .map(|i| i.symbol.clone())
-            .collect(),
-        config: marketdata::FeedConfig::default(),
-    }
 }
 
 /// Checks snapshots against a replay of the journal: at each snapshot's sequence id, the
@@ -495,7 +479,7 @@ impl SnapshotCheck {
             Some(r) => (r.engine, r.feed),
             None => (
                 engine::Engine::new(config.clone()),
-                feed_spec(&config).empty(),
+                gateway::exchange::snapshots::FeedSpec::of(&config).empty(),
             ),
         });
         Ok(SnapshotCheck {

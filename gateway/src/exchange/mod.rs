@@ -35,7 +35,6 @@ use engine::journal::{Journal, JournalOptions, Record};
 use engine::types::{AccountId, ClOrdId, SessionId};
 use engine::{Command, Engine, EngineConfig, Event};
 
-use marketdata::FeedConfig;
 use marketdata::archive::Archive;
 
 use crate::acceptor::Acceptor;
@@ -130,20 +129,11 @@ struct RunMarker {
 impl RunMarker {
     const NAME: &'static str = "running";
 
-    /// Whether the last run over `data` stopped cleanly (or there was none).
-    fn was_clean(data: &Path) -> anyhow::Result<bool> {
-        let path = data.join(Self::NAME);
-        match std::fs::metadata(&path) {
-            Ok(_) => Ok(false),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
-    }
-
     /// Marks `data` as in use by this process, durably; fails when another exchange holds it.
-    /// `crashed`: the last run left the file behind.
-    fn create(data: &Path, crashed: bool) -> anyhow::Result<RunMarker> {
+    /// Also says whether the last run left the file behind (it crashed).
+    fn create(data: &Path) -> anyhow::Result<(RunMarker, bool)> {
         let path = data.join(Self::NAME);
+        let crashed = path.exists();
         let file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -166,11 +156,12 @@ impl RunMarker {
             .and_then(|()| file.sync_all())
             .and_then(|()| File::open(data)?.sync_all())
             .with_context(|| format!("writing {}", path.display()))?;
-        Ok(RunMarker {
+        let marker = RunMarker {
             path,
             _locked: file,
             keep: crashed,
-        })
+        };
+        Ok((marker, crashed))
     }
 
     /// Records a clean stop.
@@ -206,6 +197,9 @@ struct Watermark {
 }
 
 impl Watermark {
+    /// Its file in the data directory.
+    const FILE: &'static str = "delivered";
+
     fn open(path: &Path) -> anyhow::Result<(Watermark, u64)> {
         let file = OpenOptions::new()
             .read(true)
@@ -259,7 +253,7 @@ pub fn names(config: &ExchangeConfig, engine_config: &EngineConfig) -> Names {
 /// The last sequence id whose reports a run of the exchange over `data_dir` recorded as
 /// delivered: `None` before any run, an error when the record is unreadable.
 pub fn delivered_through(data_dir: &Path) -> anyhow::Result<Option<u64>> {
-    let path = data_dir.join("delivered");
+    let path = data_dir.join(Watermark::FILE);
     let b = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -446,8 +440,7 @@ impl Exchange {
         std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
         let journal_trim = config.journal_trim()?;
         // Before anything in the directory is read or repaired.
-        let crashed = !RunMarker::was_clean(data)?;
-        let mut run_marker = RunMarker::create(data, crashed)?;
+        let (mut run_marker, crashed) = RunMarker::create(data)?;
         anyhow::ensure!(
             config.accounts.len() <= engine_config.limits.max_accounts as usize,
             "{} accounts configured but the engine holds {}",
@@ -558,11 +551,8 @@ impl Exchange {
 
         // Recovery: the newest snapshot the reports were delivered for, then the journal after
         // it; re-deliver what may not have reached the sessions.
-        let (watermark, delivered) = Watermark::open(&data.join("delivered"))?;
-        let feed_spec = snapshots::FeedSpec {
-            symbols: names.symbols.clone(),
-            config: FeedConfig::default(),
-        };
+        let (watermark, delivered) = Watermark::open(&data.join(Watermark::FILE))?;
+        let feed_spec = snapshots::FeedSpec::of(&engine_config);
         let started = std::time::Instant::now();
         let snapshot_dir = snapshots::snapshot_dir(data);
         let restored = snapshots::restore(&snapshot_dir, delivered, &engine_config, &feed_spec)
@@ -762,7 +752,7 @@ impl Exchange {
                 keep: config.exchange.snapshots_kept,
                 trim: journal_trim.map(|archive| snapshots::AutoTrim {
                     data_dir: data.clone(),
-                    database: database.clone(),
+                    reporting: reporting_thread.is_some().then(|| Arc::clone(&progress)),
                     archive,
                 }),
             };

@@ -45,6 +45,18 @@ pub struct FeedSpec {
 }
 
 impl FeedSpec {
+    /// The feed the exchange runs for an instrument universe (default tuning).
+    pub fn of(engine: &EngineConfig) -> FeedSpec {
+        FeedSpec {
+            symbols: engine
+                .instruments
+                .iter()
+                .map(|i| i.symbol.clone())
+                .collect(),
+            config: FeedConfig::default(),
+        }
+    }
+
     /// An empty feed.
     pub fn empty(&self) -> Feed {
         Feed::new(self.symbols.clone(), self.config.clone())
@@ -111,8 +123,8 @@ pub struct Snapshotter {
 pub struct AutoTrim {
     /// The exchange's data directory.
     pub data_dir: PathBuf,
-    /// The reporting database whose position to respect (`none` for none).
-    pub database: String,
+    /// The in-process reporting flow whose position to respect, when there is one.
+    pub reporting: Option<Arc<reporting::Progress>>,
     /// Where segments go; deleted when `None`.
     pub archive: Option<PathBuf>,
 }
@@ -121,7 +133,11 @@ impl AutoTrim {
     /// Takes out the segments no restart needs any more once the snapshot at `written` is on
     /// disk, logging what it did.
     fn run(&self, journal_dir: &Path, written: u64) {
-        let point = super::trim::trim_point_after(&self.data_dir, &self.database, Some(written));
+        let stored = self
+            .reporting
+            .as_ref()
+            .map(|p| p.applied.load(Ordering::Acquire));
+        let point = super::trim::trim_point_after(&self.data_dir, stored, Some(written));
         let through = match point {
             Ok(super::trim::TrimPoint::Through(seq)) => seq,
             Ok(super::trim::TrimPoint::Nothing(why)) => {
