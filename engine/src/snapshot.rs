@@ -237,7 +237,7 @@ pub fn write(
 ///
 /// The journal's syncs wait behind whatever the device has queued: a snapshot (tens of MB)
 /// written at once and then synced made the commits beside it take 60-110 ms at the peak;
-/// paced, they wait behind one chunk at most. The `sync_all` after it still makes the whole
+/// paced ([`crate::journal::PACED_WRITE`]), they wait behind one chunk at most. The `sync_all` after it still makes the whole
 /// file durable.
 struct Paced<'a> {
     f: &'a File,
@@ -247,7 +247,7 @@ struct Paced<'a> {
 }
 
 impl<'a> Paced<'a> {
-    const CHUNK: u64 = 1 << 20;
+    const CHUNK: u64 = crate::journal::PACED_WRITE as u64;
 
     fn new(f: &'a File) -> Paced<'a> {
         Paced {

@@ -456,8 +456,8 @@ impl Drop for FileStore {
 /// Otherwise the logs' pages stay dirty until they are 30 s old (the kernel's default expiry)
 /// and then go out all at once: at 215,000 orders/s the stores write 60 MB/s, and the
 /// gigabytes flushed together held the journal's syncs behind them for 0.1-0.6 s each, for
-/// six seconds. Written a MiB at a time, they join the device steadily instead.
-const WRITEBACK_BYTES: u64 = 1 << 20;
+/// six seconds. Written a piece at a time, they join the device steadily instead.
+const WRITEBACK_BYTES: u64 = engine::journal::PACED_WRITE as u64;
 
 fn read_at(f: &mut File, off: u64, buf: &mut [u8]) -> io::Result<()> {
     f.seek(SeekFrom::Start(off))?;

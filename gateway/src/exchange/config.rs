@@ -27,7 +27,7 @@ pub struct Params {
     #[serde(default = "default_segment_mb")]
     pub journal_segment_mb: u64,
     /// Whether journal segments are zero-filled ahead of time, so a sync writes data only.
-    #[serde(default)]
+    #[serde(default = "default_true")]
     pub journal_preallocate: bool,
     /// Orders one session may send per second.
     #[serde(default = "default_rate")]
