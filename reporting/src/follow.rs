@@ -94,7 +94,7 @@ fn start_at(config: &ReporterConfig, stored: u64) -> (Engine, Follower) {
 /// Runs the reporting flow until `stop` is set and everything committed is stored, or for
 /// `stop_grace` after it (or the database stays unreachable at stop).
 pub fn run(config: ReporterConfig, progress: Arc<Progress>, stop: Arc<AtomicBool>) {
-    lower_priority();
+    idle_priority("reporting");
     let url = config.database.clone();
     run_with(config, progress, stop, move || open(&url))
 }
@@ -223,16 +223,19 @@ pub fn run_with(
     }
 }
 
-/// Lets the trading flow's threads go first: the reporting thread runs under SCHED_IDLE (only
-/// on a CPU nothing else wants, preempted at once when an order thread wakes), so on a busy
-/// machine it falls behind (the journal holds the rows) rather than delaying orders.
-pub fn lower_priority() {
+/// Lets the trading flow's threads go first: the calling thread (`thread` names it in the log)
+/// runs under SCHED_IDLE (only on a CPU nothing else wants, preempted at once when an order
+/// thread wakes), so on a busy machine it falls behind (the journal holds its input) rather
+/// than delaying orders. The reporting thread runs so.
+pub fn idle_priority(thread: &str) {
     #[cfg(target_os = "linux")]
     // SAFETY: a plain system call on the calling thread (pid 0) with a valid parameter.
     unsafe {
         let param = libc::sched_param { sched_priority: 0 };
         if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
-            tracing::debug!("could not lower the reporting thread's priority");
+            tracing::debug!(thread, "could not lower the thread's priority");
         }
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = thread;
 }

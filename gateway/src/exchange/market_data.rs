@@ -351,8 +351,8 @@ const NICE: i32 = 10;
 /// Lets the trading flow go first: the market-data threads (the publisher and the one writing
 /// to subscribers' connections) run at a lower priority, so when the CPUs are busy they
 /// publish less often, in larger merged rounds, and conflate slow readers, instead of
-/// delaying orders. The snapshot thread runs at it too: unlike SCHED_IDLE (or even nice 19),
-/// it still progresses on a machine that is never idle. `thread` names the caller in the log.
+/// delaying orders. The snapshot thread runs at it too beside an in-process reporting flow:
+/// unlike SCHED_IDLE (or even nice 19), it still progresses on a machine that is never idle. `thread` names the caller in the log.
 pub fn lower_priority(thread: &str) {
     #[cfg(target_os = "linux")]
     // SAFETY: a plain system call on the calling thread (who 0) with valid arguments.

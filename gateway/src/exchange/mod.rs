@@ -755,6 +755,7 @@ impl Exchange {
                     reporting: reporting_thread.is_some().then(|| Arc::clone(&progress)),
                     archive,
                 }),
+                idle: reporting_thread.is_none(),
             };
             let (limit, stop) = (Arc::clone(&delivered), Arc::clone(&snapshot_stop));
             let written = Arc::clone(&recovery.last_snapshot);
