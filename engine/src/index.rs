@@ -80,10 +80,9 @@ pub(crate) struct ClOrdIndex {
     /// After a growth, the previous table and how many of its slots (from the first) have
     /// been moved into `entries`; the rest still hold their keys there.
     old: Option<(Vec<Entry>, usize)>,
-    /// The table the next growth will move into, allocated at three eighths load and faulted
-    /// in as the load rises to half (when tables are populated), and how many of its bytes
-    /// have been faulted in.
-    next: Option<(Vec<Entry>, usize)>,
+    /// The table the next growth will move into (when tables are populated): allocated and
+    /// faulted in by a thread of its own, started at three eighths load.
+    next: Option<std::thread::JoinHandle<Vec<Entry>>>,
     len: usize,
     /// Whether tables are faulted in as they are allocated (see [`ClOrdIndex::populate`]).
     populated: bool,
@@ -174,7 +173,7 @@ impl ClOrdIndex {
     pub fn probe(&mut self, key: ClKey) -> Probe {
         if self.old.is_some() {
             self.move_old(MOVED_PER_PROBE);
-        } else if self.populated && self.len * 8 >= self.entries.len() * 3 {
+        } else if self.populated && self.next.is_none() && self.len * 8 >= self.entries.len() * 3 {
             self.prepare_next();
         }
         if (self.len + 1) * 2 > self.entries.len() {
@@ -190,9 +189,9 @@ impl ClOrdIndex {
     }
 
     /// Faults the whole table in now, every table that later replaces it for a new day as it
-    /// is allocated, and a grown table ahead of its growth, a huge page at a time (see
-    /// [`crate::prefetch::populate`]; the moves into an unfaulted table zeroed all of its
-    /// pages within a few hundred probes: a 170 ms stall at 2 M keys).
+    /// is allocated, and a grown table ahead of its growth (see [`crate::prefetch::populate`];
+    /// the moves into an unfaulted table zeroed all of its pages within a few hundred probes:
+    /// a 170 ms stall at 2 M keys).
     pub fn populate(&mut self) {
         self.populated = true;
         crate::prefetch::populate(&self.entries);
@@ -259,22 +258,31 @@ impl ClOrdIndex {
         }
     }
 
-    /// Allocates the next table and faults in as much of it as the load calls for: none at
-    /// three eighths, all of it at half. A key adds 2 x 8 entries' bytes, a huge page about
-    /// every 5,000 keys: the zeroing, spread thin.
+    /// Starts a thread that allocates the next table and faults it in, at nice 10. The
+    /// kernel zeroes each page where it is first touched: done here a huge page at a time as
+    /// the load rose, it stalled the engine thread about ten times a second for the ten
+    /// seconds before a growth at 2 M keys (the slowest acknowledgement of each second
+    /// 5.5-6.5 ms instead of 1.5-4; see BENCHMARKS.md).
     #[cold]
     #[inline(never)]
     fn prepare_next(&mut self) {
-        let slots = self.entries.len();
-        let (next, faulted) = self.next.get_or_insert_with(|| (table(slots * 2), 0));
-        let total = next.len() * std::mem::size_of::<Entry>();
-        let past = (self.len - slots * 3 / 8) as u128;
-        let due = (total as u128 * past / (slots / 8) as u128) as usize;
-        let due = (due / crate::prefetch::HUGE * crate::prefetch::HUGE).min(total);
-        if due > *faulted {
-            crate::prefetch::populate_bytes(next, *faulted..due);
-            *faulted = due;
-        }
+        let slots = self.entries.len() * 2;
+        self.next = std::thread::Builder::new()
+            .name("index-grow".into())
+            .spawn(move || {
+                crate::prefetch::lower_priority();
+                let t = table(slots);
+                // A huge page per call: faulting holds the process's memory-map lock, and a
+                // thread that maps memory meanwhile (an allocation) waits for it, then every
+                // page fault behind that one. Faulted in one call, 192 MB stalled the order
+                // flow for up to 0.4 s.
+                let bytes = t.capacity() * std::mem::size_of::<Entry>();
+                for at in (0..bytes).step_by(crate::prefetch::HUGE) {
+                    crate::prefetch::populate_bytes(&t, at..at + crate::prefetch::HUGE);
+                }
+                t
+            })
+            .ok();
     }
 
     #[cold]
@@ -284,8 +292,10 @@ impl ClOrdIndex {
         // what might be left keeps a key in one table at a time.
         self.move_old(usize::MAX);
         let slots = self.entries.len() * 2;
-        let bigger = match self.next.take() {
-            Some((t, _)) if t.len() == slots => t,
+        // The thread has had the keys from three eighths to half load to finish (seconds at
+        // any rate the exchange takes); if it has not, waiting for it is still the shortest.
+        let bigger = match self.next.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(t)) if t.len() == slots => t,
             _ => table(slots),
         };
         let old = std::mem::replace(&mut self.entries, bigger);
@@ -404,6 +414,42 @@ mod tests {
         assert_eq!(ix.iter().count(), 2500);
     }
 
+    #[test]
+    fn a_populated_index_grows_into_the_table_its_thread_prepared() {
+        let mut ix = ClOrdIndex::with_capacity(4096);
+        ix.populate();
+        let slots = ix.entries.len();
+        let mut i = 0u64;
+        while (i as usize) * 8 < slots * 3 {
+            ix.insert(key(i), OrderId(i));
+            i += 1;
+        }
+        assert!(ix.next.is_none(), "started before three eighths load");
+        ix.insert(key(i), OrderId(i));
+        i += 1;
+        assert!(ix.next.is_some(), "started at three eighths load");
+        while (i as usize + 1) * 2 <= slots {
+            ix.insert(key(i), OrderId(i));
+            i += 1;
+        }
+        assert_eq!(ix.entries.len(), slots, "grown before half load");
+        ix.insert(key(i), OrderId(i));
+        i += 1;
+        assert_eq!(ix.entries.len(), slots * 2);
+        assert!(ix.next.is_none() && ix.old.is_some());
+        for j in 0..i {
+            assert_eq!(ix.get(key(j)), Some(OrderId(j)));
+        }
+        assert_eq!(ix.get(key(i)), None);
+        // The next growth prepares its table again.
+        while (i as usize) * 8 < slots * 2 * 3 + 8 {
+            ix.insert(key(i), OrderId(i));
+            i += 1;
+        }
+        assert!(ix.next.is_some());
+        assert_eq!(sorted(&ix).len(), i as usize);
+    }
+
     fn key(i: u64) -> ClKey {
         ClKey::new(
             SessionId((i % 3) as u32),
@@ -460,8 +506,8 @@ mod tests {
         let (mut growths, mut probes_while_moving) = (0, 0);
         for i in 1..=9000u64 {
             let moving = ix.old.is_some();
-            // The table a growth moves into was allocated (and faulted in) ahead of it.
-            let prepared = ix.next.as_ref().map(|(t, _)| t.as_ptr());
+            // The table a growth moves into was being prepared ahead of it.
+            let prepared = ix.next.is_some();
             match ix.probe(key(i)) {
                 Probe::Vacant(slot) => ix.put(slot, key(i), OrderId(i)),
                 Probe::Found => panic!("key {i} found before it was inserted"),
@@ -469,7 +515,7 @@ mod tests {
             model.insert(key(i), OrderId(i));
             if !moving && ix.old.is_some() {
                 growths += 1;
-                assert_eq!(prepared, Some(ix.entries.as_ptr()), "growth at {i} keys");
+                assert!(prepared, "growth at {i} keys");
             }
             if ix.old.is_some() {
                 probes_while_moving += 1;
