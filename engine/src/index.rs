@@ -294,10 +294,19 @@ impl ClOrdIndex {
         let slots = self.entries.len() * 2;
         // The thread has had the keys from three eighths to half load to finish (seconds at
         // any rate the exchange takes); if it has not, waiting for it is still the shortest.
+        let started = std::time::Instant::now();
         let bigger = match self.next.take().map(std::thread::JoinHandle::join) {
             Some(Ok(t)) if t.len() == slots => t,
             _ => table(slots),
         };
+        let waited = started.elapsed();
+        if waited >= std::time::Duration::from_millis(10) {
+            tracing::warn!(
+                ms = waited.as_millis() as u64,
+                keys = self.len,
+                "the ClOrdID index waited for its grown table"
+            );
+        }
         let old = std::mem::replace(&mut self.entries, bigger);
         self.old = Some((old, 0));
     }
