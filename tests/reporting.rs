@@ -169,7 +169,8 @@ fn a_reporting_process_of_its_own_stores_exactly_the_journal_of_an_exchange_with
     let data = temp_dir("reporting-process");
     let logs = temp_dir("reporting-process-loadgen");
     let url = format!("sqlite:{}", data.join("own.db").display());
-    let ex = start_exchange_with(&data, None, &["--database", "none"]);
+    // The exchange reads the database (its position, the HTTP API) but does not write it.
+    let ex = start_exchange_with(&data, None, &["--database", &url, "--external-reporting"]);
     let reporter = || {
         Command::new(exchange_tests::exchange_binary())
             .args(["reporting", "--data"])
@@ -214,6 +215,21 @@ fn a_reporting_process_of_its_own_stores_exactly_the_journal_of_an_exchange_with
         assert!(Instant::now() < deadline, "stored {stored} of {journal}");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The exchange follows the database's position (once a second) and serves what the
+    // other process stored.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = status(&ex);
+        assert_eq!(st["reportingEnabled"], true, "{st}");
+        if st["reportingSeq"].as_u64() == Some(journal) {
+            assert_eq!(st["reportingLag"], 0, "{st}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{st}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = get(&ex, Some(KEY), "?symbol=AAPL");
+    assert_eq!(r.status, 200, "{}", r.body);
     let _ = second.kill();
     let _ = second.wait();
     let data = ex.kill9();

@@ -42,6 +42,47 @@ impl Progress {
     }
 }
 
+/// Follows the position of a database that another process fills (`exchange reporting`) into
+/// `progress.applied`, once a second, until `stop` is set: for an exchange that runs its
+/// reporting flow elsewhere but still reads the database (its lag, the journal trim). A
+/// database it cannot read is logged and tried again; the position it last read stays (it only
+/// ever grows, so a stale one errs on the safe side).
+pub fn watch(database: &str, progress: &Progress, stop: &AtomicBool) {
+    idle_priority("reporting-position");
+    let mut store = None;
+    let mut warned = false;
+    while !stop.load(Ordering::Acquire) {
+        if store.is_none() {
+            store = crate::open(database)
+                .inspect_err(|e| {
+                    if !std::mem::replace(&mut warned, true) {
+                        tracing::warn!(error = %e, database, "cannot open the reporting database");
+                    }
+                })
+                .ok();
+        }
+        if let Some(s) = store.as_mut() {
+            match s.last_seq() {
+                Ok(seq) => {
+                    progress.applied.fetch_max(seq, Ordering::AcqRel);
+                    warned = false;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, database, "cannot read the reporting database's position");
+                    store = None;
+                }
+            }
+        }
+        // A second between reads, in short sleeps so that a stop is quick.
+        for _ in 0..20 {
+            if stop.load(Ordering::Acquire) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 /// What the reporting flow reads and where it writes.
 pub struct ReporterConfig {
     /// The journal directory.

@@ -42,6 +42,10 @@ struct RunArgs {
     /// configuration's.
     #[arg(long)]
     database: Option<String>,
+    /// The reporting flow runs in another process (`exchange reporting`): no reporting thread
+    /// here; the HTTP API, /v1/status and the journal trim still read the database.
+    #[arg(long)]
+    external_reporting: bool,
     /// Journal sync policy (batch, none, or an interval such as 10ms), overriding the
     /// configuration's.
     #[arg(long)]
@@ -132,7 +136,8 @@ enum Command {
     Report(ReportArgs),
     /// Follows the journal of a running (or stopped) exchange into a reporting database, as
     /// the exchange's own reporting thread does, until Ctrl-C or SIGTERM: for an exchange run
-    /// with `database = "none"`, so that the reporting flow runs in a process of its own.
+    /// with `--external-reporting` (or `database = "none"`), so that the reporting flow runs in
+    /// a process of its own.
     Reporting {
         /// Exchange configuration (data directory, accounts); the embedded default when absent.
         #[arg(long)]
@@ -636,7 +641,18 @@ async fn run_exchange(args: RunArgs) -> anyhow::Result<()> {
         config.exchange.snapshot_every = n;
     }
     if let Some(url) = args.database {
-        config.reporting = Some(gateway::exchange::config::ReportingConfig { database: url });
+        let in_process = config.reporting_in_process();
+        config.reporting = Some(gateway::exchange::config::ReportingConfig {
+            database: url,
+            in_process,
+        });
+    }
+    if args.external_reporting {
+        let database = config.database_url();
+        config.reporting = Some(gateway::exchange::config::ReportingConfig {
+            database,
+            in_process: false,
+        });
     }
     let engine_config = match &args.instruments {
         Some(p) => engine::EngineConfig::from_toml(

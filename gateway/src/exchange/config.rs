@@ -157,6 +157,12 @@ pub struct ReportingConfig {
     /// `none` (no reporting thread: another process follows the journal).
     #[serde(default = "default_database")]
     pub database: String,
+    /// Whether the exchange runs the reporting flow itself. When false, another process
+    /// (`exchange reporting`) follows the journal into the database; the exchange still reads
+    /// it (the HTTP API, its position for `/v1/status` and the journal trim), so the reporting
+    /// flow's CPU can be on another host.
+    #[serde(default = "default_true")]
+    pub in_process: bool,
 }
 
 fn default_database() -> String {
@@ -345,6 +351,11 @@ impl ExchangeConfig {
     pub fn embedded(base: &Path) -> ExchangeConfig {
         ExchangeConfig::from_toml(DEFAULT_EXCHANGE_TOML, base)
             .expect("the embedded configuration is valid")
+    }
+
+    /// Whether the exchange runs its reporting flow itself (see [`ReportingConfig::in_process`]).
+    pub fn reporting_in_process(&self) -> bool {
+        self.reporting.as_ref().is_none_or(|r| r.in_process)
     }
 
     /// The reporting database's URL; a relative SQLite path is taken from the data directory.

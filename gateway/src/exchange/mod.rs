@@ -690,9 +690,22 @@ impl Exchange {
         let (out_tx, out_rx) = sync_channel::<Batch>(256);
         let database = config.database_url();
         let reporting_stop = Arc::new(AtomicBool::new(false));
-        // "none" leaves reporting to another process following the same journal.
+        // "none" leaves reporting to another process following the same journal, and so does
+        // `in_process = false`, which still follows the database's position.
+        let in_process = database != "none" && config.reporting_in_process();
         let reporting_thread = if database == "none" {
             None
+        } else if !in_process {
+            let (progress, stop, url) = (
+                Arc::clone(&progress),
+                Arc::clone(&reporting_stop),
+                database.clone(),
+            );
+            Some(
+                std::thread::Builder::new()
+                    .name("reporting-position".into())
+                    .spawn(move || reporting::follow::watch(&url, &progress, &stop))?,
+            )
         } else {
             let reporter = reporting::ReporterConfig {
                 journal_dir: journal_dir(data),
@@ -752,10 +765,10 @@ impl Exchange {
                 keep: config.exchange.snapshots_kept,
                 trim: journal_trim.map(|archive| snapshots::AutoTrim {
                     data_dir: data.clone(),
-                    reporting: reporting_thread.is_some().then(|| Arc::clone(&progress)),
+                    reporting: (database != "none").then(|| Arc::clone(&progress)),
                     archive,
                 }),
-                idle: reporting_thread.is_none(),
+                idle: !in_process,
             };
             let (limit, stop) = (Arc::clone(&delivered), Arc::clone(&snapshot_stop));
             let written = Arc::clone(&recovery.last_snapshot);

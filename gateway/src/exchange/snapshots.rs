@@ -128,7 +128,8 @@ pub struct Snapshotter {
 pub struct AutoTrim {
     /// The exchange's data directory.
     pub data_dir: PathBuf,
-    /// The in-process reporting flow whose position to respect, when there is one.
+    /// The reporting database's position to respect, when there is one (kept by the
+    /// in-process reporting flow, or read from the database when the flow runs elsewhere).
     pub reporting: Option<Arc<reporting::Progress>>,
     /// Where segments go; deleted when `None`.
     pub archive: Option<PathBuf>,
