@@ -32,6 +32,11 @@ struct Args {
     /// Number of sessions (LOAD001, LOAD002, ...).
     #[arg(long, default_value_t = 8)]
     sessions: u32,
+    /// Threads running the sessions. One keeps the load generator's own CPU and wake-ups low
+    /// beside an exchange on the same machine (with two, the exchange's p99 at 50,000/s on two
+    /// cores was 0.08-0.5 ms higher; see BENCHMARKS.md).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
     /// Orders per second across all sessions.
     #[arg(long, default_value_t = 50_000)]
     rate: u64,
@@ -241,6 +246,7 @@ fn now_text() -> [u8; 21] {
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let result = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.workers.max(1))
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
