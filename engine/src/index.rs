@@ -270,7 +270,7 @@ impl ClOrdIndex {
         self.next = std::thread::Builder::new()
             .name("index-grow".into())
             .spawn(move || {
-                crate::prefetch::lower_priority();
+                crate::priority::lower_priority("index-grow");
                 let t = table(slots);
                 // A huge page per call: faulting holds the process's memory-map lock, and a
                 // thread that maps memory meanwhile (an allocation) waits for it, then every

@@ -18,6 +18,7 @@ mod index;
 pub mod journal;
 pub mod machine;
 mod prefetch;
+pub mod priority;
 pub mod reject;
 pub mod snapshot;
 pub mod types;

@@ -109,13 +109,3 @@ pub(crate) fn populate_bytes<T>(v: &Vec<T>, range: std::ops::Range<usize>) {
     #[cfg(not(target_os = "linux"))]
     let _ = (v, range);
 }
-
-/// Puts the calling thread at nice 10, below the order flow: for threads that fault tables in
-/// ahead of their use. A failure leaves it at its priority.
-pub(crate) fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: a plain system call on the calling thread (who 0) with valid arguments.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
-    }
-}

@@ -48,7 +48,7 @@ impl Progress {
 /// database it cannot read is logged and tried again; the position it last read stays (it only
 /// ever grows, so a stale one errs on the safe side).
 pub fn watch(database: &str, progress: &Progress, stop: &AtomicBool) {
-    idle_priority("reporting-position");
+    engine::priority::idle_priority("reporting-position");
     let mut store = None;
     let mut warned = false;
     while !stop.load(Ordering::Acquire) {
@@ -135,7 +135,7 @@ fn start_at(config: &ReporterConfig, stored: u64) -> (Engine, Follower) {
 /// Runs the reporting flow until `stop` is set and everything committed is stored, or for
 /// `stop_grace` after it (or the database stays unreachable at stop).
 pub fn run(config: ReporterConfig, progress: Arc<Progress>, stop: Arc<AtomicBool>) {
-    idle_priority("reporting");
+    engine::priority::idle_priority("reporting");
     let url = config.database.clone();
     run_with(config, progress, stop, move || open(&url))
 }
@@ -262,21 +262,4 @@ pub fn run_with(
             std::thread::sleep(Duration::from_millis(2));
         }
     }
-}
-
-/// Lets the trading flow's threads go first: the calling thread (`thread` names it in the log)
-/// runs under SCHED_IDLE (only on a CPU nothing else wants, preempted at once when an order
-/// thread wakes), so on a busy machine it falls behind (the journal holds its input) rather
-/// than delaying orders. The reporting thread runs so.
-pub fn idle_priority(thread: &str) {
-    #[cfg(target_os = "linux")]
-    // SAFETY: a plain system call on the calling thread (pid 0) with a valid parameter.
-    unsafe {
-        let param = libc::sched_param { sched_priority: 0 };
-        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
-            tracing::debug!(thread, "could not lower the thread's priority");
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = thread;
 }

@@ -288,7 +288,7 @@ pub fn run(
     keys: Vec<SessionKey>,
     stop: &AtomicBool,
 ) {
-    lower_priority("market-data");
+    engine::priority::lower_priority("market-data");
     let mut inputs = Vec::new();
     let mut out = Vec::new();
     let mut renderer = Renderer::default();
@@ -343,24 +343,4 @@ pub fn run(
             }
         }
     }
-}
-
-/// Nice value of the threads that must let the trading flow go first (market data, snapshots).
-const NICE: i32 = 10;
-
-/// Lets the trading flow go first: the market-data threads (the publisher and the one writing
-/// to subscribers' connections) run at a lower priority, so when the CPUs are busy they
-/// publish less often, in larger merged rounds, and conflate slow readers, instead of
-/// delaying orders. The snapshot thread runs at it too beside an in-process reporting flow:
-/// unlike SCHED_IDLE (or even nice 19), it still progresses on a machine that is never idle. `thread` names the caller in the log.
-pub fn lower_priority(thread: &str) {
-    #[cfg(target_os = "linux")]
-    // SAFETY: a plain system call on the calling thread (who 0) with valid arguments.
-    unsafe {
-        if libc::setpriority(libc::PRIO_PROCESS, 0, NICE) != 0 {
-            tracing::debug!(thread, "could not lower the thread's priority");
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = thread;
 }

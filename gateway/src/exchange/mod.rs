@@ -533,7 +533,7 @@ impl Exchange {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .thread_name("md-io")
-                .on_thread_start(|| market_data::lower_priority("market-data connections"))
+                .on_thread_start(|| engine::priority::lower_priority("market-data connections"))
                 .enable_all()
                 .build()
                 .context("starting the market-data connections' runtime")?;

@@ -193,9 +193,9 @@ pub fn run(s: Snapshotter, limit: Arc<AtomicU64>, written: Arc<AtomicU64>, stop:
     // Idle priority took the 50,000/s p99 from 0.98-1.03 to 0.79-0.84 ms without a reporting
     // flow in the process (see BENCHMARKS.md).
     if s.idle {
-        reporting::follow::idle_priority("snapshots");
+        engine::priority::idle_priority("snapshots");
     } else {
-        super::market_data::lower_priority("snapshots");
+        engine::priority::lower_priority("snapshots");
     }
     let (mut engine, mut feed, mut last_snapshot, mut last_bytes) =
         match restore(&s.dir, u64::MAX, &s.engine, &s.feed) {
