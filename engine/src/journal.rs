@@ -922,14 +922,12 @@ fn fill_spare(dir: &Path, size: u64, stop: &AtomicBool) -> io::Result<bool> {
     file.write_all(&segment_header())?;
     let zeros = vec![0u8; PACED_WRITE];
     let mut at = SEGMENT_HEADER as u64;
-    let mut left = size.saturating_sub(SEGMENT_HEADER as u64);
-    while left > 0 {
+    while at < size {
         if stop.load(Ordering::Acquire) {
             return Ok(false);
         }
-        let n = left.min(PACED_WRITE as u64) as usize;
+        let n = (size - at).min(PACED_WRITE as u64) as usize;
         file.write_all(&zeros[..n])?;
-        left -= n as u64;
         // A piece at a time, on the device before the next: the writer's syncs queue behind
         // at most one piece, never behind the whole fill. Not synced one by one (a device
         // flush each); the `sync_all` below makes the whole file durable.

@@ -237,8 +237,8 @@ pub fn write(
 ///
 /// The journal's syncs wait behind whatever the device has queued: a snapshot (tens of MB)
 /// written at once and then synced made the commits beside it take 60-110 ms at the peak;
-/// paced ([`crate::journal::PACED_WRITE`]), they wait behind one chunk at most. The `sync_all` after it still makes the whole
-/// file durable.
+/// paced ([`crate::journal::PACED_WRITE`]), they wait behind one chunk at most. The `sync_all`
+/// after it still makes the whole file durable.
 struct Paced<'a> {
     f: &'a File,
     at: u64,

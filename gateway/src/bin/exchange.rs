@@ -648,18 +648,10 @@ async fn run_exchange(args: RunArgs) -> anyhow::Result<()> {
     if let Some(n) = args.snapshot_every {
         config.exchange.snapshot_every = n;
     }
-    if let Some(url) = args.database {
-        let in_process = config.reporting_in_process();
+    if args.database.is_some() || args.external_reporting {
         config.reporting = Some(gateway::exchange::config::ReportingConfig {
-            database: url,
-            in_process,
-        });
-    }
-    if args.external_reporting {
-        let database = config.database_url();
-        config.reporting = Some(gateway::exchange::config::ReportingConfig {
-            database,
-            in_process: false,
+            in_process: config.reporting_in_process() && !args.external_reporting,
+            database: args.database.unwrap_or_else(|| config.database_url()),
         });
     }
     let engine_config = match &args.instruments {
