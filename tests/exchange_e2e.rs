@@ -568,6 +568,26 @@ fn order_mass_status_reports_each_working_order_of_the_session() {
 }
 
 /// The ClOrdIDs of the cancels (ExecType 4) that arrive within `wait`, with their Text.
+/// CLIENT1 logging on again where it left off (`at`: its next outbound and inbound numbers).
+fn client1_again(port: u16, at: (u64, u64), when: &str) -> FixClient {
+    let (out, inn) = at;
+    FixClient::logon_at(
+        port, "FIX.4.4", "CLIENT1", "client1", "demo1", false, out, inn,
+    )
+    .unwrap_or_else(|e| panic!("CLIENT1 logon {when}: {e}"))
+}
+
+/// Asks for everything from `from` on again and checks that it holds the cancels of `orders`,
+/// all for the disconnect, and no other cancel.
+fn assert_cancelled_on_disconnect(c: &mut FixClient, from: u64, orders: [&str; 2]) {
+    c.send("2", &[(7, from.to_string()), (16, "0".into())]);
+    let want: Vec<(String, String)> = orders
+        .iter()
+        .map(|o| (o.to_string(), "cancelled on disconnect".to_string()))
+        .collect();
+    assert_eq!(cancels(c, Duration::from_millis(1500)), want);
+}
+
 fn cancels(c: &mut FixClient, wait: Duration) -> Vec<(String, String)> {
     let mut out = Vec::new();
     while let Some(m) = c.recv(wait) {
@@ -594,23 +614,11 @@ fn cancel_on_disconnect_cancels_when_the_session_or_the_exchange_crashes_not_whe
     er(&mut c1);
     // The connection drops: both orders are cancelled, and the client learns it when it is
     // back (by resend, or live if it came back first).
-    let (out, inn) = (c1.next_out(), c1.next_in);
+    let at = (c1.next_out(), c1.next_in);
     c1.drop_connection();
     std::thread::sleep(Duration::from_millis(300));
-    let mut c1 = FixClient::logon_at(
-        ex.port, "FIX.4.4", "CLIENT1", "client1", "demo1", false, out, inn,
-    )
-    .expect("CLIENT1 logon again");
-    c1.send("2", &[(7, inn.to_string()), (16, "0".into())]);
-    let got = cancels(&mut c1, Duration::from_millis(1500));
-    let disconnect = "cancelled on disconnect".to_string();
-    assert_eq!(
-        got,
-        [
-            ("C1".to_string(), disconnect.clone()),
-            ("C2".to_string(), disconnect)
-        ]
-    );
+    let mut c1 = client1_again(ex.port, at, "again");
+    assert_cancelled_on_disconnect(&mut c1, at.1, ["C1", "C2"]);
     // C1 is gone from the book: a buy at its price rests instead of trading.
     c2.limit("B1", "DEMO2", "AAPL", 1, 10, "195.00");
     assert_fields(&er(&mut c2), &[(150, "0"), (11, "B1")]);
@@ -619,14 +627,11 @@ fn cancel_on_disconnect_cancels_when_the_session_or_the_exchange_crashes_not_whe
     c1.limit("C3", "DEMO1", "AAPL", 2, 10, "196.00");
     er(&mut c1);
     // Still connected when the exchange stops: it logs the session out itself.
-    let (out, inn) = (c1.next_out(), c1.next_in);
+    let at = (c1.next_out(), c1.next_in);
     let data = ex.terminate();
     drop(c1);
     let ex = start_exchange(&data, Some(&config));
-    let mut c1 = FixClient::logon_at(
-        ex.port, "FIX.4.4", "CLIENT1", "client1", "demo1", false, out, inn,
-    )
-    .expect("CLIENT1 logon after the restart");
+    let mut c1 = client1_again(ex.port, at, "after the restart");
     c1.status("C3", "DEMO1", "AAPL", 2, "S1");
     let m = loop {
         let m = c1.recv(Duration::from_secs(10)).expect("the status answer");
@@ -645,7 +650,7 @@ fn cancel_on_disconnect_cancels_when_the_session_or_the_exchange_crashes_not_whe
         }
     };
     assert_fields(&m, &[(150, "0")]);
-    let (out, inn) = (c1.next_out(), c1.next_in);
+    let at = (c1.next_out(), c1.next_in);
     let data = ex.kill9();
     drop(c1);
     // A second exchange over the same data directory is refused while one runs.
@@ -658,20 +663,8 @@ fn cancel_on_disconnect_cancels_when_the_session_or_the_exchange_crashes_not_whe
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("another exchange runs"), "{err}");
-    let mut c1 = FixClient::logon_at(
-        ex.port, "FIX.4.4", "CLIENT1", "client1", "demo1", false, out, inn,
-    )
-    .expect("CLIENT1 logon after the crash");
-    c1.send("2", &[(7, inn.to_string()), (16, "0".into())]);
-    let got = cancels(&mut c1, Duration::from_millis(1500));
-    let disconnect = "cancelled on disconnect".to_string();
-    assert_eq!(
-        got,
-        [
-            ("C3".to_string(), disconnect.clone()),
-            ("C4".to_string(), disconnect)
-        ]
-    );
+    let mut c1 = client1_again(ex.port, at, "after the crash");
+    assert_cancelled_on_disconnect(&mut c1, at.1, ["C3", "C4"]);
 }
 
 #[test]
@@ -730,10 +723,7 @@ fn a_reconnecting_client_gets_the_reports_it_missed_and_orders_survive_kill_9() 
     let ex = start_exchange(&data, None);
 
     // CLIENT1 logs on with its own sequence numbers, sees the gap and asks for a resend.
-    let mut c1 = FixClient::logon_at(
-        ex.port, "FIX.4.4", "CLIENT1", "client1", "demo1", false, out, inn,
-    )
-    .expect("logon after restart");
+    let mut c1 = client1_again(ex.port, (out, inn), "after restart");
     c1.send("2", &[(7, inn.to_string()), (16, "0".into())]);
     let mut fill = None;
     for _ in 0..20 {
