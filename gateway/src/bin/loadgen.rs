@@ -33,8 +33,8 @@ struct Args {
     #[arg(long, default_value_t = 8)]
     sessions: u32,
     /// Threads running the sessions. One keeps the load generator's own CPU and wake-ups low
-    /// beside an exchange on the same machine (with two, the exchange's p99 at 50,000/s on two
-    /// cores was 0.08-0.5 ms higher; see BENCHMARKS.md).
+    /// beside an exchange on the same machine (with two here and two in the exchange, the p99
+    /// at 50,000/s on two cores was 0.1-0.5 ms higher than with one in each; see BENCHMARKS.md).
     #[arg(long, default_value_t = 1)]
     workers: usize,
     /// Orders per second across all sessions.
